@@ -1,0 +1,302 @@
+package config
+
+import "time"
+
+// Config is the whole configuration of one Outrigger process. The keys below are
+// the contract that README.md, docs/configuration.md and the examples rely on.
+// Each field's `default` tag is its documented default.
+type Config struct {
+	Admin    Admin                 `koanf:"admin" json:"admin"`
+	Log      Log                   `koanf:"log" json:"log"`
+	Shutdown Shutdown              `koanf:"shutdown" json:"shutdown"`
+	Reload   Reload                `koanf:"reload" json:"reload"`
+	TLS      map[string]TLSProfile `koanf:"tls" json:"tls,omitempty"`
+	Postgres []Postgres            `koanf:"postgres" json:"postgres,omitempty"`
+	Redis    []Redis               `koanf:"redis" json:"redis,omitempty"`
+	TCP      []TCP                 `koanf:"tcp" json:"tcp,omitempty"`
+	HTTP     []HTTP                `koanf:"http" json:"http,omitempty"`
+	Policy   Policy                `koanf:"policy" json:"policy"`
+
+	// Path is the file the config was loaded from ("" when built in code).
+	Path string `koanf:"-" json:"-"`
+}
+
+// Admin is the admin HTTP server: /metrics, /healthz, /readyz, /config, /pools,
+// /debug/pprof/ and POST /drain.
+type Admin struct {
+	// Listen is the admin address; "off" disables the admin server.
+	Listen string `koanf:"listen" json:"listen" default:"127.0.0.1:9901"`
+}
+
+// Log sets the process log.
+type Log struct {
+	Level  string `koanf:"level" json:"level" default:"info"`   // debug | info | warn | error
+	Format string `koanf:"format" json:"format" default:"json"` // json | text
+}
+
+// Shutdown governs SIGTERM/SIGINT and POST /drain.
+type Shutdown struct {
+	// DrainTimeout is how long in-flight connections may run after the listeners
+	// stop accepting; the rest are closed when it passes.
+	DrainTimeout time.Duration `koanf:"drain_timeout" json:"drain_timeout" default:"30s"`
+}
+
+// Reload governs live reload of the config file.
+type Reload struct {
+	// Watch reloads when the config file changes (SIGHUP always reloads).
+	Watch bool `koanf:"watch" json:"watch" default:"true"`
+	// Debounce waits for a burst of file events to settle before reloading.
+	Debounce time.Duration `koanf:"debounce" json:"debounce" default:"200ms"`
+}
+
+// TLSProfile is a named server-side TLS setup that listeners refer to by name.
+// Certificate, key and CA are re-read from disk when they change.
+type TLSProfile struct {
+	Cert string `koanf:"cert" json:"cert"`
+	Key  string `koanf:"key" json:"key"`
+	// CA is the bundle that client certificates are verified against.
+	CA string `koanf:"ca" json:"ca,omitempty"`
+	// ClientAuth is none | request | require.
+	ClientAuth string `koanf:"client_auth" json:"client_auth" default:"none"`
+	// MinVersion is 1.2 | 1.3.
+	MinVersion string `koanf:"min_version" json:"min_version" default:"1.2"`
+	// ReloadInterval is how often the files are checked for change.
+	ReloadInterval time.Duration `koanf:"reload_interval" json:"reload_interval" default:"10s"`
+}
+
+// Upstream is where a listener sends traffic.
+type Upstream struct {
+	// Address is one upstream address (host:port or unix:/path).
+	Address string `koanf:"address" json:"address,omitempty"`
+	// Addresses are several upstream addresses, used round-robin.
+	Addresses      []string      `koanf:"addresses" json:"addresses,omitempty"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout" json:"connect_timeout" default:"5s"`
+	// Backoff is how long an address that failed to connect is skipped; it
+	// doubles with each further failure up to MaxBackoff.
+	Backoff    time.Duration `koanf:"backoff" json:"backoff" default:"1s"`
+	MaxBackoff time.Duration `koanf:"max_backoff" json:"max_backoff" default:"30s"`
+	TLS        UpstreamTLS   `koanf:"tls" json:"tls"`
+}
+
+// AllAddresses returns Address and Addresses as one list.
+func (u Upstream) AllAddresses() []string {
+	out := make([]string, 0, 1+len(u.Addresses))
+	if u.Address != "" {
+		out = append(out, u.Address)
+	}
+	return append(out, u.Addresses...)
+}
+
+// UpstreamTLS is TLS origination towards an upstream.
+type UpstreamTLS struct {
+	// Mode is disable | require | verify-ca | verify-full.
+	Mode string `koanf:"mode" json:"mode" default:"disable"`
+	// CA verifies the upstream's certificate (verify-ca, verify-full).
+	CA string `koanf:"ca" json:"ca,omitempty"`
+	// Cert and Key are a client certificate for upstream mTLS.
+	Cert string `koanf:"cert" json:"cert,omitempty"`
+	Key  string `koanf:"key" json:"key,omitempty"`
+	// ServerName overrides the name checked by verify-full and sent as SNI.
+	ServerName string `koanf:"server_name" json:"server_name,omitempty"`
+}
+
+// Listener holds what every listener has.
+type Listener struct {
+	Name string `koanf:"name" json:"name"`
+	// Listen is host:port or unix:/path.
+	Listen string `koanf:"listen" json:"listen"`
+	// TLS names a profile under tls: for client-facing TLS ("" = plaintext).
+	TLS string `koanf:"tls" json:"tls,omitempty"`
+	// MaxConnections caps concurrent client connections; more are refused.
+	MaxConnections int `koanf:"max_connections" json:"max_connections" default:"10000"`
+}
+
+// TCP is an L4 proxy listener.
+type TCP struct {
+	Listener `koanf:",squash"`
+	Upstream Upstream `koanf:"upstream" json:"upstream"`
+	// IdleTimeout closes a connection with no traffic in either direction.
+	IdleTimeout time.Duration `koanf:"idle_timeout" json:"idle_timeout" default:"1h"`
+}
+
+// HTTP is a reverse-proxy listener.
+type HTTP struct {
+	Listener          `koanf:",squash"`
+	Routes            []Route       `koanf:"routes" json:"routes"`
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout" json:"read_header_timeout" default:"10s"`
+	// IdleTimeout closes client keep-alive connections left idle this long.
+	IdleTimeout time.Duration `koanf:"idle_timeout" json:"idle_timeout" default:"90s"`
+	RetryBudget RetryBudget   `koanf:"retry_budget" json:"retry_budget"`
+}
+
+// Route sends requests that match Host (if set) and Prefix to Upstream.
+type Route struct {
+	Prefix   string   `koanf:"prefix" json:"prefix" default:"/"`
+	Host     string   `koanf:"host" json:"host,omitempty"`
+	Upstream Upstream `koanf:"upstream" json:"upstream"`
+	// Timeout bounds the whole upstream exchange up to the response headers; 504 after it.
+	Timeout time.Duration `koanf:"timeout" json:"timeout" default:"15s"`
+	// Retries is the number of extra attempts on connect failure (any method) or
+	// on 502/503/504 (idempotent methods only).
+	Retries int `koanf:"retries" json:"retries" default:"2"`
+}
+
+// RetryBudget caps retries as a share of requests, so retries cannot multiply
+// load on an upstream that is already failing.
+type RetryBudget struct {
+	// Ratio is retries allowed per request over a 10 s window.
+	Ratio float64 `koanf:"ratio" json:"ratio" default:"0.2"`
+	// MinPerSecond retries are always allowed, whatever the ratio.
+	MinPerSecond int `koanf:"min_per_second" json:"min_per_second" default:"10"`
+}
+
+// Postgres is a Postgres wire-protocol listener.
+type Postgres struct {
+	Listener `koanf:",squash"`
+	Upstream Upstream `koanf:"upstream" json:"upstream"`
+	Pool     PGPool   `koanf:"pool" json:"pool"`
+	Auth     PGAuth   `koanf:"auth" json:"auth"`
+}
+
+// PGPool is the server connection pool of a Postgres listener, per (database, user).
+type PGPool struct {
+	Mode                     string        `koanf:"mode" json:"mode" default:"transaction"` // session | transaction | statement
+	Size                     int           `koanf:"size" json:"size" default:"20"`
+	MinIdle                  int           `koanf:"min_idle" json:"min_idle" default:"0"`
+	MaxClients               int           `koanf:"max_clients" json:"max_clients" default:"10000"`
+	AcquireTimeout           time.Duration `koanf:"acquire_timeout" json:"acquire_timeout" default:"5s"`
+	ServerIdleTimeout        time.Duration `koanf:"server_idle_timeout" json:"server_idle_timeout" default:"10m"`
+	ServerLifetime           time.Duration `koanf:"server_lifetime" json:"server_lifetime" default:"1h"`
+	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout" json:"idle_in_transaction_timeout" default:"0s"`
+	QueryTimeout             time.Duration `koanf:"query_timeout" json:"query_timeout" default:"0s"`
+	ClientIdleTimeout        time.Duration `koanf:"client_idle_timeout" json:"client_idle_timeout" default:"0s"`
+	ResetQuery               string        `koanf:"reset_query" json:"reset_query" default:"DISCARD ALL"`
+	MaxPreparedStatements    int           `koanf:"max_prepared_statements" json:"max_prepared_statements" default:"200"`
+}
+
+// PGAuth is client authentication on a Postgres listener.
+type PGAuth struct {
+	Method string   `koanf:"method" json:"method" default:"scram-sha-256"` // trust | md5 | scram-sha-256 | cert
+	Users  []PGUser `koanf:"users" json:"users,omitempty"`
+}
+
+// PGUser is a database user that clients may log in as.
+type PGUser struct {
+	Name string `koanf:"name" json:"name"`
+	// Password may be a literal or hold ${ENV} references.
+	Password Secret `koanf:"password" json:"password,omitempty"`
+	// PasswordFile is read at load time; surrounding whitespace is trimmed.
+	PasswordFile string `koanf:"password_file" json:"password_file,omitempty"`
+}
+
+// Redis is a RESP listener.
+type Redis struct {
+	Listener `koanf:",squash"`
+	Upstream Upstream  `koanf:"upstream" json:"upstream"`
+	Pool     RedisPool `koanf:"pool" json:"pool"`
+}
+
+// RedisPool sizes the shared (multiplexed) and pinned upstream connections.
+type RedisPool struct {
+	// Size is the number of shared, pipelined upstream connections.
+	Size int `koanf:"size" json:"size" default:"4"`
+	// PinnedSize caps dedicated connections (MULTI, blocking commands, pub/sub).
+	PinnedSize     int           `koanf:"pinned_size" json:"pinned_size" default:"64"`
+	CommandTimeout time.Duration `koanf:"command_timeout" json:"command_timeout" default:"5s"`
+}
+
+// Policy is identity-based ACL and rate limiting for every query and command.
+type Policy struct {
+	// Default is allow | deny, for a session that no rule's when matches.
+	Default    string      `koanf:"default" json:"default" default:"allow"`
+	Rules      []Rule      `koanf:"rules" json:"rules,omitempty"`
+	RateLimits []RateLimit `koanf:"rate_limits" json:"rate_limits,omitempty"`
+}
+
+// Match selects sessions; every non-empty field must match (exact or glob).
+type Match struct {
+	Principal string `koanf:"principal" json:"principal,omitempty"`
+	User      string `koanf:"user" json:"user,omitempty"`
+	Database  string `koanf:"database" json:"database,omitempty"`
+	Listener  string `koanf:"listener" json:"listener,omitempty"`
+	// Source is a client address CIDR or glob.
+	Source string `koanf:"source" json:"source,omitempty"`
+}
+
+// Rule governs the sessions its When matches.
+type Rule struct {
+	Name     string        `koanf:"name" json:"name"`
+	When     Match         `koanf:"when" json:"when"`
+	Postgres *PostgresRule `koanf:"postgres" json:"postgres,omitempty"`
+	Redis    *RedisRule    `koanf:"redis" json:"redis,omitempty"`
+	// Mode is enforce | audit (log what would be denied, deny nothing).
+	Mode string `koanf:"mode" json:"mode" default:"enforce"`
+	// Message is added to the error a denied client receives.
+	Message string `koanf:"message" json:"message,omitempty"`
+}
+
+// PostgresRule lists what a rule allows on Postgres listeners.
+type PostgresRule struct {
+	Statements []string `koanf:"statements" json:"statements,omitempty"`
+	Tables     []string `koanf:"tables" json:"tables,omitempty"`
+	Functions  []string `koanf:"functions" json:"functions,omitempty"`
+}
+
+// RedisRule lists what a rule allows on Redis listeners.
+type RedisRule struct {
+	Commands   []string `koanf:"commands" json:"commands,omitempty"`
+	Categories []string `koanf:"categories" json:"categories,omitempty"`
+	Keys       []string `koanf:"keys" json:"keys,omitempty"`
+}
+
+// RateLimit is a token bucket applied to the sessions When matches.
+type RateLimit struct {
+	Name  string  `koanf:"name" json:"name"`
+	When  Match   `koanf:"when" json:"when"`
+	Rate  float64 `koanf:"rate" json:"rate"`
+	Burst int     `koanf:"burst" json:"burst"`
+	// Per keys the bucket: principal | user | client | rule.
+	Per string `koanf:"per" json:"per" default:"principal"`
+	// OnLimit is reject | delay.
+	OnLimit  string        `koanf:"on_limit" json:"on_limit" default:"reject"`
+	MaxDelay time.Duration `koanf:"max_delay" json:"max_delay" default:"100ms"`
+}
+
+// ListenerKind names the kind of a listener section.
+type ListenerKind string
+
+// Listener kinds, one per top-level section.
+const (
+	KindPostgres ListenerKind = "postgres"
+	KindRedis    ListenerKind = "redis"
+	KindTCP      ListenerKind = "tcp"
+	KindHTTP     ListenerKind = "http"
+)
+
+// ListenerRef is one listener of any kind, with its full section.
+type ListenerRef struct {
+	Kind ListenerKind
+	// Path is its key path, such as "tcp[2]".
+	Path string
+	Listener
+	// Section is the *Postgres, *Redis, *TCP or *HTTP it came from.
+	Section any
+}
+
+// Listeners returns every listener in the config, in section order.
+func (c *Config) Listeners() []ListenerRef {
+	var out []ListenerRef
+	for i := range c.Postgres {
+		out = append(out, ListenerRef{KindPostgres, keyPath("postgres", i), c.Postgres[i].Listener, &c.Postgres[i]})
+	}
+	for i := range c.Redis {
+		out = append(out, ListenerRef{KindRedis, keyPath("redis", i), c.Redis[i].Listener, &c.Redis[i]})
+	}
+	for i := range c.TCP {
+		out = append(out, ListenerRef{KindTCP, keyPath("tcp", i), c.TCP[i].Listener, &c.TCP[i]})
+	}
+	for i := range c.HTTP {
+		out = append(out, ListenerRef{KindHTTP, keyPath("http", i), c.HTTP[i].Listener, &c.HTTP[i]})
+	}
+	return out
+}

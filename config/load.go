@@ -1,0 +1,301 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// EnvPrefix starts every environment variable that sets a config key. A double
+// underscore separates key levels: OUTRIGGER_ADMIN__LISTEN sets admin.listen and
+// OUTRIGGER_SHUTDOWN__DRAIN_TIMEOUT sets shutdown.drain_timeout. Variables
+// without a double underscore (OUTRIGGER_CONFIG, say) are not config keys.
+const EnvPrefix = "OUTRIGGER_"
+
+// Source says where Load reads from. Later sources override earlier ones:
+// file, then environment, then flags.
+type Source struct {
+	// Path is the YAML file; "" loads no file.
+	Path string
+	// Data is YAML used instead of reading Path (the embedded demo config);
+	// relative paths in it resolve against the working directory.
+	Data []byte
+	// Environ lists environment variables as KEY=VALUE; nil means os.Environ.
+	Environ []string
+	// Flags holds flags named by key path (--admin.listen); only flags the
+	// user set are applied.
+	Flags *pflag.FlagSet
+}
+
+// Load reads, decodes and validates a config. The error, if any, joins every
+// problem found (see Errors), each naming its key path.
+func Load(src Source) (*Config, error) {
+	ko := koanf.New(".")
+	data := src.Data
+	if data == nil && src.Path != "" {
+		b, err := os.ReadFile(src.Path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		data = b
+	}
+	if len(data) > 0 {
+		if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", displayPath(src.Path), err)
+		}
+	}
+	environ := src.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	if err := ko.Load(env.Provider(".", env.Opt{
+		Prefix:        EnvPrefix,
+		EnvironFunc:   func() []string { return environ },
+		TransformFunc: envKey,
+	}), nil); err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+	if src.Flags != nil {
+		if err := ko.Load(posflag.ProviderWithFlag(src.Flags, ".", nil, func(f *pflag.Flag) (string, any) {
+			if !f.Changed || !strings.Contains(f.Name, ".") {
+				return "", nil
+			}
+			return f.Name, posflag.FlagVal(src.Flags, f)
+		}), nil); err != nil {
+			return nil, fmt.Errorf("config: flags: %w", err)
+		}
+	}
+
+	raw := ko.Raw()
+	applyDefaults(raw, reflect.TypeFor[Config]())
+
+	cfg := &Config{Path: src.Path}
+	var md mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		WeaklyTypedInput: true,
+		Metadata:         &md,
+		Result:           cfg,
+		TagName:          "koanf",
+	})
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if err := dec.Decode(raw); err != nil {
+		errs = append(errs, Flatten(err)...)
+	}
+	sort.Strings(md.Unused)
+	for _, k := range md.Unused {
+		errs = append(errs, fmt.Errorf("%s: unknown key", k))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	base := "."
+	if src.Path != "" && src.Data == nil {
+		base = filepath.Dir(src.Path)
+	}
+	errs = append(errs, cfg.resolve(base, environ)...)
+	errs = append(errs, Flatten(cfg.Validate())...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "config"
+	}
+	return p
+}
+
+// envKey maps OUTRIGGER_SHUTDOWN__DRAIN_TIMEOUT to shutdown.drain_timeout.
+func envKey(k, v string) (string, any) {
+	k = strings.TrimPrefix(k, EnvPrefix)
+	if !strings.Contains(k, "__") {
+		return "", nil
+	}
+	return strings.ToLower(strings.ReplaceAll(k, "__", ".")), v
+}
+
+// Flatten splits an errors.Join tree into its leaves.
+func Flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, Flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// applyDefaults writes each field's `default` tag into raw wherever its key is
+// absent, walking into nested sections, list items and map values.
+func applyDefaults(raw map[string]any, t reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+		if name == "-" {
+			continue
+		}
+		if opts == "squash" {
+			applyDefaults(raw, f.Type)
+			continue
+		}
+		if d, ok := f.Tag.Lookup("default"); ok {
+			if _, present := raw[name]; !present {
+				raw[name] = d
+			}
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+			if m, ok := raw[name].(map[string]any); ok && ft.Kind() == reflect.Struct {
+				applyDefaults(m, ft)
+			}
+			continue
+		}
+		switch ft.Kind() {
+		case reflect.Struct:
+			if ft.PkgPath() == "time" {
+				continue
+			}
+			m, ok := raw[name].(map[string]any)
+			if !ok {
+				if _, present := raw[name]; present {
+					continue // wrong type: the decoder reports it
+				}
+				m = map[string]any{}
+				raw[name] = m
+			}
+			applyDefaults(m, ft)
+		case reflect.Slice:
+			if ft.Elem().Kind() != reflect.Struct {
+				continue
+			}
+			items, _ := raw[name].([]any)
+			for _, it := range items {
+				if m, ok := it.(map[string]any); ok {
+					applyDefaults(m, ft.Elem())
+				}
+			}
+		case reflect.Map:
+			if ft.Elem().Kind() != reflect.Struct {
+				continue
+			}
+			items, _ := raw[name].(map[string]any)
+			for _, it := range items {
+				if m, ok := it.(map[string]any); ok {
+					applyDefaults(m, ft.Elem())
+				}
+			}
+		}
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandSecret replaces ${NAME} references with environment values.
+func expandSecret(s string, lookup map[string]string) (string, error) {
+	var missing []string
+	out := envRef.ReplaceAllStringFunc(s, func(m string) string {
+		name := envRef.FindStringSubmatch(m)[1]
+		v, ok := lookup[name]
+		if !ok {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// resolve reads password files, expands ${ENV} references in secrets and makes
+// relative file paths relative to the config file's folder.
+func (c *Config) resolve(base string, environ []string) []error {
+	lookup := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			lookup[k] = v
+		}
+	}
+	var errs []error
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for name, p := range c.TLS {
+		rel(&p.Cert)
+		rel(&p.Key)
+		rel(&p.CA)
+		c.TLS[name] = p
+	}
+	upstream := func(u *Upstream) {
+		rel(&u.TLS.CA)
+		rel(&u.TLS.Cert)
+		rel(&u.TLS.Key)
+	}
+	for i := range c.Postgres {
+		pg := &c.Postgres[i]
+		upstream(&pg.Upstream)
+		for j := range pg.Auth.Users {
+			u := &pg.Auth.Users[j]
+			key := fmt.Sprintf("postgres[%d].auth.users[%d]", i, j)
+			if u.PasswordFile != "" {
+				rel(&u.PasswordFile)
+				b, err := os.ReadFile(u.PasswordFile)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s.password_file: %w", key, err))
+					continue
+				}
+				if u.Password != "" {
+					errs = append(errs, fmt.Errorf("%s: set password or password_file, not both", key))
+				}
+				u.Password = Secret(strings.TrimSpace(string(b)))
+				continue
+			}
+			v, err := expandSecret(string(u.Password), lookup)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.password: %w", key, err))
+			}
+			u.Password = Secret(v)
+		}
+	}
+	for i := range c.Redis {
+		upstream(&c.Redis[i].Upstream)
+	}
+	for i := range c.TCP {
+		upstream(&c.TCP[i].Upstream)
+	}
+	for i := range c.HTTP {
+		for j := range c.HTTP[i].Routes {
+			upstream(&c.HTTP[i].Routes[j].Upstream)
+		}
+	}
+	return errs
+}
+
+func keyPath(section string, i int) string { return fmt.Sprintf("%s[%d]", section, i) }

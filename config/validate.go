@@ -1,0 +1,319 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks the whole config and returns every problem, joined with
+// errors.Join, each naming its key path (postgres[0].pool.size: must be > 0).
+// It reads no more than file metadata: TLS files are checked to exist.
+func (c *Config) Validate() error {
+	v := &validator{}
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text")
+	if c.Admin.Listen != "off" {
+		v.address("admin.listen", c.Admin.Listen)
+	}
+	v.nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	v.nonNegative("reload.debounce", c.Reload.Debounce)
+
+	for name, p := range c.TLS {
+		key := "tls." + name
+		v.required(key+".cert", p.Cert)
+		v.required(key+".key", p.Key)
+		v.file(key+".cert", p.Cert)
+		v.file(key+".key", p.Key)
+		v.file(key+".ca", p.CA)
+		v.oneOf(key+".client_auth", p.ClientAuth, "none", "request", "require")
+		if p.ClientAuth != "none" && p.CA == "" {
+			v.add(key+".ca", "required when client_auth is %s", p.ClientAuth)
+		}
+		v.oneOf(key+".min_version", p.MinVersion, "1.2", "1.3")
+		v.positive(key+".reload_interval", p.ReloadInterval)
+	}
+
+	names := map[string]string{}
+	addrs := map[string]string{}
+	if c.Admin.Listen != "off" {
+		addrs[c.Admin.Listen] = "admin.listen"
+	}
+	for _, l := range c.Listeners() {
+		switch {
+		case l.Name == "":
+			v.add(l.Path+".name", "required")
+		case names[l.Name] != "":
+			v.add(l.Path+".name", "%q is already the name of %s", l.Name, names[l.Name])
+		default:
+			names[l.Name] = l.Path
+		}
+		if v.address(l.Path+".listen", l.Listen) {
+			if other, dup := addrs[l.Listen]; dup {
+				v.add(l.Path+".listen", "%s is already used by %s", l.Listen, other)
+			}
+			addrs[l.Listen] = l.Path + ".listen"
+		}
+		if l.TLS != "" {
+			if _, ok := c.TLS[l.TLS]; !ok {
+				v.add(l.Path+".tls", "no TLS profile named %q under tls:", l.TLS)
+			}
+		}
+		if l.MaxConnections <= 0 {
+			v.add(l.Path+".max_connections", "must be > 0")
+		}
+	}
+
+	for i, s := range c.Postgres {
+		key := keyPath("postgres", i)
+		v.upstream(key+".upstream", s.Upstream)
+		p := s.Pool
+		v.oneOf(key+".pool.mode", p.Mode, "session", "transaction", "statement")
+		if p.Size <= 0 {
+			v.add(key+".pool.size", "must be > 0")
+		}
+		if p.MinIdle < 0 || p.MinIdle > p.Size {
+			v.add(key+".pool.min_idle", "must be between 0 and pool.size (%d)", p.Size)
+		}
+		if p.MaxClients <= 0 {
+			v.add(key+".pool.max_clients", "must be > 0")
+		}
+		v.positive(key+".pool.acquire_timeout", p.AcquireTimeout)
+		v.nonNegative(key+".pool.server_idle_timeout", p.ServerIdleTimeout)
+		v.nonNegative(key+".pool.server_lifetime", p.ServerLifetime)
+		v.nonNegative(key+".pool.idle_in_transaction_timeout", p.IdleInTransactionTimeout)
+		v.nonNegative(key+".pool.query_timeout", p.QueryTimeout)
+		v.nonNegative(key+".pool.client_idle_timeout", p.ClientIdleTimeout)
+		if p.MaxPreparedStatements < 0 {
+			v.add(key+".pool.max_prepared_statements", "must be >= 0")
+		}
+		v.oneOf(key+".auth.method", s.Auth.Method, "trust", "md5", "scram-sha-256", "cert")
+		if s.Auth.Method == "cert" && s.TLS == "" {
+			v.add(key+".auth.method", "cert needs a client-facing tls profile with client_auth: require")
+		}
+		seen := map[string]bool{}
+		for j, u := range s.Auth.Users {
+			ukey := fmt.Sprintf("%s.auth.users[%d]", key, j)
+			if u.Name == "" {
+				v.add(ukey+".name", "required")
+			} else if seen[u.Name] {
+				v.add(ukey+".name", "user %q is listed twice", u.Name)
+			}
+			seen[u.Name] = true
+			if (s.Auth.Method == "md5" || s.Auth.Method == "scram-sha-256") && u.Password == "" {
+				v.add(ukey+".password", "required for auth.method %s (or password_file)", s.Auth.Method)
+			}
+		}
+	}
+	for i, s := range c.Redis {
+		key := keyPath("redis", i)
+		v.upstream(key+".upstream", s.Upstream)
+		if s.Pool.Size <= 0 {
+			v.add(key+".pool.size", "must be > 0")
+		}
+		if s.Pool.PinnedSize < 0 {
+			v.add(key+".pool.pinned_size", "must be >= 0")
+		}
+		v.positive(key+".pool.command_timeout", s.Pool.CommandTimeout)
+	}
+	for i, s := range c.TCP {
+		key := keyPath("tcp", i)
+		v.upstream(key+".upstream", s.Upstream)
+		v.nonNegative(key+".idle_timeout", s.IdleTimeout)
+	}
+	for i, s := range c.HTTP {
+		key := keyPath("http", i)
+		if len(s.Routes) == 0 {
+			v.add(key+".routes", "at least one route is required")
+		}
+		for j, r := range s.Routes {
+			rkey := fmt.Sprintf("%s.routes[%d]", key, j)
+			if !strings.HasPrefix(r.Prefix, "/") {
+				v.add(rkey+".prefix", "must start with /")
+			}
+			v.upstream(rkey+".upstream", r.Upstream)
+			v.positive(rkey+".timeout", r.Timeout)
+			if r.Retries < 0 {
+				v.add(rkey+".retries", "must be >= 0")
+			}
+		}
+		v.positive(key+".read_header_timeout", s.ReadHeaderTimeout)
+		v.nonNegative(key+".idle_timeout", s.IdleTimeout)
+		if s.RetryBudget.Ratio < 0 {
+			v.add(key+".retry_budget.ratio", "must be >= 0")
+		}
+		if s.RetryBudget.MinPerSecond < 0 {
+			v.add(key+".retry_budget.min_per_second", "must be >= 0")
+		}
+	}
+	v.policy(c)
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) required(key, val string) {
+	if val == "" {
+		v.add(key, "required")
+	}
+}
+
+func (v *validator) oneOf(key, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	v.add(key, "%q is not one of %s", val, strings.Join(allowed, " | "))
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, "must be > 0")
+	}
+}
+
+func (v *validator) nonNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.add(key, "must be >= 0")
+	}
+}
+
+func (v *validator) file(key, p string) {
+	if p == "" {
+		return
+	}
+	if _, err := os.Stat(p); err != nil {
+		v.add(key, "%v", err)
+	}
+}
+
+// address checks host:port or unix:/path and reports whether it was valid.
+func (v *validator) address(key, addr string) bool {
+	if _, _, err := ParseAddress(addr); err != nil {
+		v.add(key, "%v", err)
+		return false
+	}
+	return true
+}
+
+func (v *validator) upstream(key string, u Upstream) {
+	all := u.AllAddresses()
+	if len(all) == 0 {
+		v.add(key+".address", "required (or addresses)")
+	}
+	for i, a := range all {
+		k := key + ".address"
+		if u.Address == "" || i > 0 {
+			k = fmt.Sprintf("%s.addresses[%d]", key, i-boolInt(u.Address != ""))
+		}
+		v.address(k, a)
+	}
+	v.positive(key+".connect_timeout", u.ConnectTimeout)
+	v.positive(key+".backoff", u.Backoff)
+	if u.MaxBackoff < u.Backoff {
+		v.add(key+".max_backoff", "must be >= backoff (%s)", u.Backoff)
+	}
+	t := u.TLS
+	v.oneOf(key+".tls.mode", t.Mode, "disable", "require", "verify-ca", "verify-full")
+	if (t.Mode == "verify-ca" || t.Mode == "verify-full") && t.CA == "" {
+		v.add(key+".tls.ca", "required for mode %s", t.Mode)
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		v.add(key+".tls", "cert and key go together")
+	}
+	v.file(key+".tls.ca", t.CA)
+	v.file(key+".tls.cert", t.Cert)
+	v.file(key+".tls.key", t.Key)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (v *validator) match(key string, m Match) {
+	for k, pat := range map[string]string{"principal": m.Principal, "user": m.User, "database": m.Database, "listener": m.Listener} {
+		if _, err := path.Match(pat, ""); err != nil {
+			v.add(key+"."+k, "bad pattern %q: %v", pat, err)
+		}
+	}
+	if m.Source != "" && strings.Contains(m.Source, "/") {
+		if _, err := netip.ParsePrefix(m.Source); err != nil {
+			v.add(key+".source", "%v", err)
+		}
+	}
+}
+
+func (v *validator) policy(c *Config) {
+	p := c.Policy
+	v.oneOf("policy.default", p.Default, "allow", "deny")
+	names := map[string]bool{}
+	for i, r := range p.Rules {
+		key := keyPath("policy.rules", i)
+		if r.Name == "" {
+			v.add(key+".name", "required")
+		} else if names[r.Name] {
+			v.add(key+".name", "rule %q is named twice", r.Name)
+		}
+		names[r.Name] = true
+		v.match(key+".when", r.When)
+		v.oneOf(key+".mode", r.Mode, "enforce", "audit")
+		if r.Redis != nil {
+			for j, k := range r.Redis.Keys {
+				if _, err := path.Match(k, ""); err != nil {
+					v.add(fmt.Sprintf("%s.redis.keys[%d]", key, j), "bad pattern %q: %v", k, err)
+				}
+			}
+		}
+	}
+	for i, r := range p.RateLimits {
+		key := keyPath("policy.rate_limits", i)
+		if r.Name == "" {
+			v.add(key+".name", "required")
+		}
+		v.match(key+".when", r.When)
+		if r.Rate <= 0 {
+			v.add(key+".rate", "must be > 0")
+		}
+		if r.Burst <= 0 {
+			v.add(key+".burst", "must be > 0")
+		}
+		v.oneOf(key+".per", r.Per, "principal", "user", "client", "rule")
+		v.oneOf(key+".on_limit", r.OnLimit, "reject", "delay")
+		v.nonNegative(key+".max_delay", r.MaxDelay)
+	}
+}
+
+// ParseAddress splits a listen or upstream address into a network and an
+// address for net.Listen/net.Dial: "unix:/run/pg/.s.PGSQL.6432" is a Unix
+// socket, anything else must be host:port with a numeric port.
+func ParseAddress(s string) (network, addr string, err error) {
+	if p, ok := strings.CutPrefix(s, "unix:"); ok {
+		if p == "" {
+			return "", "", fmt.Errorf("%q: empty unix socket path", s)
+		}
+		return "unix", p, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", "", fmt.Errorf("%q: want host:port or unix:/path", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", "", fmt.Errorf("%q: bad port %q", s, port)
+	}
+	_ = host
+	return "tcp", s, nil
+}

@@ -1,0 +1,166 @@
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace starts every metric name.
+const Namespace = "outrigger"
+
+// LatencyBuckets spans 50 µs to 10 s, for query, command and request latency.
+var LatencyBuckets = []float64{
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// Metrics holds every metric of one process.
+type Metrics struct {
+	// Registry is what /metrics serves.
+	Registry *prometheus.Registry
+
+	BuildInfo *prometheus.GaugeVec
+
+	// Listener connections, labelled by listener name and kind.
+	ConnAccepted *prometheus.CounterVec
+	ConnActive   *prometheus.GaugeVec
+	ConnClosed   *prometheus.CounterVec
+	// ConnRefused counts connections closed at accept, by reason
+	// (max_connections, draining, tls).
+	ConnRefused   *prometheus.CounterVec
+	BytesReceived *prometheus.CounterVec
+	BytesSent     *prometheus.CounterVec
+	Draining      prometheus.Gauge
+
+	// Upstream connects, labelled by listener and upstream address.
+	UpstreamConnectDuration *prometheus.HistogramVec
+	UpstreamConnectFailures *prometheus.CounterVec
+	UpstreamHealthy         *prometheus.GaugeVec
+
+	// TLS.
+	TLSHandshakes    *prometheus.CounterVec
+	TLSCertExpiry    *prometheus.GaugeVec
+	TLSReloads       *prometheus.CounterVec
+	TLSHandshakeTime *prometheus.HistogramVec
+
+	// Config reloads.
+	ConfigReloads           *prometheus.CounterVec
+	ConfigLastReloadSuccess prometheus.Gauge
+	ConfigReloadApply       prometheus.Histogram
+	ConfigPushLatency       prometheus.Histogram
+	ConfigHash              *prometheus.GaugeVec
+
+	// HTTP reverse proxy, labelled by listener and route (its prefix).
+	HTTPRequests         *prometheus.CounterVec
+	HTTPRequestDuration  *prometheus.HistogramVec
+	HTTPRetries          *prometheus.CounterVec
+	HTTPRetriesExhausted *prometheus.CounterVec
+}
+
+// BuildInfo describes the binary for the outrigger_build_info metric.
+type BuildInfo struct {
+	Version, Commit string
+}
+
+// New creates every metric on a fresh registry that also carries the Go runtime
+// and process collectors.
+func New(info BuildInfo) *Metrics {
+	reg := prometheus.NewRegistry()
+	f := factory{reg}
+	listener := []string{"listener", "kind"}
+	m := &Metrics{
+		Registry: reg,
+		BuildInfo: f.gaugeVec("", "build_info",
+			"Always 1; the labels say which build is running.", "version", "commit", "go_version"),
+
+		ConnAccepted: f.counterVec("listener", "connections_accepted_total",
+			"Client connections accepted.", listener...),
+		ConnActive: f.gaugeVec("listener", "connections_active",
+			"Client connections open now.", listener...),
+		ConnClosed: f.counterVec("listener", "connections_closed_total",
+			"Client connections closed.", listener...),
+		ConnRefused: f.counterVec("listener", "connections_refused_total",
+			"Client connections closed at accept: max_connections reached, draining, or a failed TLS handshake.", "listener", "kind", "reason"),
+		BytesReceived: f.counterVec("listener", "received_bytes_total",
+			"Bytes received from clients.", listener...),
+		BytesSent: f.counterVec("listener", "sent_bytes_total",
+			"Bytes sent to clients.", listener...),
+		Draining: f.gauge("", "draining",
+			"1 while the process drains for shutdown, else 0."),
+
+		UpstreamConnectDuration: f.histogramVec("upstream", "connect_duration_seconds",
+			"Time to connect to an upstream, TLS handshake included.", LatencyBuckets, "listener", "upstream"),
+		UpstreamConnectFailures: f.counterVec("upstream", "connect_failures_total",
+			"Failed upstream connects.", "listener", "upstream"),
+		UpstreamHealthy: f.gaugeVec("upstream", "healthy",
+			"1 if the upstream address is in rotation, 0 while it is skipped after failures.", "listener", "upstream"),
+
+		TLSHandshakes: f.counterVec("tls", "handshakes_total",
+			"Client-facing TLS handshakes by result (ok, error) and reason (none, no_certificate, unknown_ca, expired_certificate, bad_certificate, protocol, timeout, other).",
+			"listener", "result", "reason"),
+		TLSHandshakeTime: f.histogramVec("tls", "handshake_duration_seconds",
+			"Client-facing TLS handshake time.", LatencyBuckets, "listener"),
+		TLSCertExpiry: f.gaugeVec("tls", "certificate_expiry_timestamp_seconds",
+			"Unix time at which a loaded certificate expires (the leaf; for CA bundles the earliest).", "profile", "file"),
+		TLSReloads: f.counterVec("tls", "reloads_total",
+			"Certificate reloads from disk by result (success, error).", "profile", "result"),
+
+		ConfigReloads: f.counterVec("config", "reloads_total",
+			"Config reloads by result: success, or rejected (the running config stays).", "result"),
+		ConfigLastReloadSuccess: f.gauge("config", "last_reload_success_timestamp_seconds",
+			"Unix time of the last config that went live."),
+		ConfigReloadApply: f.histogram("config", "reload_apply_duration_seconds",
+			"Time to build, validate and swap in a new config.", LatencyBuckets),
+		ConfigPushLatency: f.histogram("config", "push_latency_seconds",
+			"Time from a change of the config file to the new config being live.",
+			[]float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+		ConfigHash: f.gaugeVec("config", "info",
+			"Always 1; the hash label identifies the config that is live.", "hash"),
+
+		HTTPRequests: f.counterVec("http", "requests_total",
+			"Proxied HTTP requests by route, method class and status code class (2xx..5xx).", "listener", "route", "code"),
+		HTTPRequestDuration: f.histogramVec("http", "request_duration_seconds",
+			"Proxied HTTP request time up to the response headers, retries included.", LatencyBuckets, "listener", "route"),
+		HTTPRetries: f.counterVec("http", "retries_total",
+			"Upstream retries by reason (connect, status).", "listener", "route", "reason"),
+		HTTPRetriesExhausted: f.counterVec("http", "retry_budget_exhausted_total",
+			"Retries skipped because the listener's retry budget was spent.", "listener", "route"),
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.BuildInfo.WithLabelValues(info.Version, info.Commit, runtime.Version()).Set(1)
+	return m
+}
+
+type factory struct{ reg prometheus.Registerer }
+
+func (f factory) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) gauge(sub, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogramVec(sub, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}
+
+func (f factory) histogram(sub, name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
+	f.reg.MustRegister(h)
+	return h
+}
