@@ -1,0 +1,329 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/metrics"
+)
+
+// ErrDraining is returned by Apply once Shutdown has begun.
+var ErrDraining = errors.New("sidecar: draining")
+
+// Options configure a Server.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	// Builders maps listener kinds to handler builders; tcp and http are
+	// built in, the protocol frontends add postgres and redis.
+	Builders map[config.ListenerKind]Builder
+	// Dialer opens upstream connections; nil means a plain net.Dialer.
+	Dialer Dialer
+}
+
+// Server runs the listeners of the live config version and moves them from
+// one version to the next. It is the process's whole runtime apart from main.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics.Metrics
+
+	mu        sync.Mutex // serialises Apply and Shutdown
+	cfg       atomic.Pointer[config.Config]
+	listeners map[string]*Listener // by listen address as configured
+	profiles  map[string]*profileRef
+	admin     *adminServer
+	retiring  sync.WaitGroup
+
+	draining  atomic.Bool
+	drainReq  chan struct{}
+	drainOnce sync.Once
+}
+
+type profileRef struct {
+	p    *TLSProfile
+	hash string
+}
+
+// NewServer returns a Server with no listeners; Apply starts them.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New(metrics.BuildInfo{})
+	}
+	b := map[config.ListenerKind]Builder{config.KindTCP: NewTCPProxy, config.KindHTTP: NewHTTPProxy}
+	for k, v := range opts.Builders {
+		b[k] = v
+	}
+	opts.Builders = b
+	if opts.Dialer == nil {
+		opts.Dialer = &net.Dialer{KeepAlive: 30 * time.Second}
+	}
+	return &Server{
+		opts: opts, log: opts.Logger, m: opts.Metrics,
+		listeners: map[string]*Listener{},
+		profiles:  map[string]*profileRef{},
+		drainReq:  make(chan struct{}),
+	}
+}
+
+// Config is the live config version (nil before the first Apply).
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// Metrics is the server's metric set.
+func (s *Server) Metrics() *metrics.Metrics { return s.m }
+
+// DrainRequested is closed when POST /drain asked the process to drain.
+func (s *Server) DrainRequested() <-chan struct{} { return s.drainReq }
+
+// Ready reports whether a config is live and the server is not draining.
+func (s *Server) Ready() bool { return s.cfg.Load() != nil && !s.draining.Load() }
+
+// ListenerAddr returns the bound address of the listener with that name (the
+// real port when the config said :0), or nil.
+func (s *Server) ListenerAddr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.cur.Load().name == name {
+			return l.Addr()
+		}
+	}
+	return nil
+}
+
+// AdminAddr is the bound admin address, or nil when the admin server is off.
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.ln.Addr()
+}
+
+// step is what Apply will do to one listener.
+type step struct {
+	ref     config.ListenerRef
+	l       *Listener   // existing or newly bound
+	bound   bool        // l is newly bound by this Apply
+	handler *handlerRef // nil: keep the current handler
+}
+
+// Apply makes cfg the live config. It builds everything the new version needs
+// first (TLS profiles, handlers, sockets, the admin server); if any of it
+// fails, it undoes what it built and returns every error, and the running
+// version stays as it was. Otherwise it swaps the new version in: listeners
+// whose address is unchanged keep their socket, listeners whose config is
+// unchanged keep their handler and connections, replaced handlers and removed
+// listeners drain in the background for up to shutdown.drain_timeout.
+func (s *Server) Apply(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return ErrDraining
+	}
+	var (
+		errs     []error
+		profiles = map[string]*profileRef{}
+		created  []*TLSProfile
+		steps    []*step
+	)
+	names := make([]string, 0, len(cfg.TLS))
+	for name := range cfg.TLS {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		pc := cfg.TLS[name]
+		h := config.Hash(pc)
+		if old, ok := s.profiles[name]; ok && old.hash == h {
+			profiles[name] = old
+			continue
+		}
+		p, err := LoadTLSProfile(name, pc, s.m, s.log)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		profiles[name] = &profileRef{p: p, hash: h}
+		created = append(created, p)
+	}
+
+	for _, lr := range cfg.Listeners() {
+		st := &step{ref: lr, l: s.listeners[lr.Listen]}
+		var prof *TLSProfile
+		profHash := ""
+		if lr.TLS != "" {
+			pr, ok := profiles[lr.TLS]
+			if !ok {
+				continue // its load error is already listed
+			}
+			prof, profHash = pr.p, pr.hash
+		}
+		h := config.Hash([]any{lr.Kind, lr.Section, profHash})
+		if st.l != nil {
+			if cur := st.l.cur.Load(); cur.hash == h {
+				steps = append(steps, st)
+				continue
+			}
+		}
+		build := s.opts.Builders[lr.Kind]
+		if build == nil {
+			errs = append(errs, fmt.Errorf("%s: this build has no %s listener", lr.Path, lr.Kind))
+			continue
+		}
+		log := s.log.With("listener", lr.Name, "kind", string(lr.Kind))
+		hd, err := build(Env{
+			Name: lr.Name, Kind: lr.Kind, Logger: log, Metrics: s.m,
+			ServerTLS: prof, Dialer: s.opts.Dialer, Config: cfg,
+		}, lr.Section)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", lr.Path, err))
+			continue
+		}
+		st.handler = newHandlerRef(hd, lr.Name, lr.Kind, h, lr.MaxConnections, s.m, log)
+		if st.l == nil {
+			ln, err := Listen(lr.Listen)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.listen: %w", lr.Path, err))
+				hd.Close()
+				continue
+			}
+			st.l, st.bound = newListener(ln, lr.Listen, log), true
+		}
+		steps = append(steps, st)
+	}
+
+	var admin *adminServer
+	if len(errs) == 0 && cfg.Admin.Listen != "off" && (s.admin == nil || s.admin.addr != cfg.Admin.Listen) {
+		a, err := newAdminServer(s, cfg.Admin.Listen)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen: %w", err))
+		} else {
+			admin = a
+		}
+	}
+
+	if len(errs) > 0 {
+		for _, st := range steps {
+			if st.handler != nil {
+				st.handler.h.Close()
+			}
+			if st.bound {
+				st.l.ln.Close()
+			}
+		}
+		for _, p := range created {
+			p.Close()
+		}
+		return errors.Join(errs...)
+	}
+
+	// Commit: nothing below can fail.
+	drain := cfg.Shutdown.DrainTimeout
+	next := map[string]*Listener{}
+	for _, st := range steps {
+		next[st.ref.Listen] = st.l
+		switch {
+		case st.bound:
+			st.l.cur.Store(st.handler)
+			go st.l.serve()
+			s.log.Info("listening", "listener", st.ref.Name, "kind", string(st.ref.Kind), "addr", st.l.Addr().String())
+		case st.handler != nil:
+			s.retire(st.l.swap(st.handler), drain)
+			s.log.Info("listener reconfigured", "listener", st.ref.Name, "kind", string(st.ref.Kind))
+		}
+	}
+	for addr, l := range s.listeners {
+		if _, kept := next[addr]; !kept {
+			l.stop()
+			s.retire(l.cur.Load(), drain)
+			s.log.Info("listener removed", "listener", l.cur.Load().name, "addr", addr)
+		}
+	}
+	for name, pr := range s.profiles {
+		if profiles[name] != pr {
+			pr.p.Close()
+		}
+	}
+	if cfg.Admin.Listen == "off" || admin != nil {
+		if s.admin != nil {
+			s.admin.close()
+			s.admin = nil
+		}
+		if admin != nil {
+			s.admin = admin
+			go admin.serve()
+			s.log.Info("admin listening", "addr", admin.ln.Addr().String())
+		}
+	}
+	s.listeners = next
+	s.profiles = profiles
+	s.cfg.Store(cfg)
+	s.m.ConfigHash.Reset()
+	s.m.ConfigHash.WithLabelValues(config.Hash(cfg)).Set(1)
+	return nil
+}
+
+// retire drains a replaced or removed handler in the background.
+func (s *Server) retire(ref *handlerRef, timeout time.Duration) {
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		ref.retire(ctx)
+	}()
+}
+
+// RequestDrain asks the process to drain, as POST /drain does.
+func (s *Server) RequestDrain() { s.drainOnce.Do(func() { close(s.drainReq) }) }
+
+// Shutdown drains the whole process: /readyz turns 503, every listener stops
+// accepting (new connections are refused), handlers are asked to wind down,
+// open connections get up to shutdown.drain_timeout to finish and are then
+// closed. It returns when all are gone; the admin server closes last.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Swap(true) {
+		return
+	}
+	s.m.Draining.Set(1)
+	timeout := 30 * time.Second
+	if cfg := s.cfg.Load(); cfg != nil {
+		timeout = cfg.Shutdown.DrainTimeout
+	}
+	s.log.Info("draining", "timeout", timeout.String())
+	for _, l := range s.listeners {
+		l.stop()
+	}
+	open := 0
+	for _, l := range s.listeners {
+		open += l.cur.Load().count()
+		s.retire(l.cur.Load(), timeout)
+	}
+	s.log.Info("listeners closed; waiting for connections", "open", open)
+	s.retiring.Wait()
+	for _, pr := range s.profiles {
+		pr.p.Close()
+	}
+	s.listeners = map[string]*Listener{}
+	s.profiles = map[string]*profileRef{}
+	if s.admin != nil {
+		s.admin.close()
+		s.admin = nil
+	}
+	s.log.Info("drained")
+}
