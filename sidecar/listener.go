@@ -131,6 +131,7 @@ func (r *handlerRef) retire(ctx context.Context) {
 // Listener is one bound socket and its accept loop. Its handler can be
 // swapped by a reload without closing the socket or the open connections.
 type Listener struct {
+	key           string // the listen address as first configured
 	network, addr string
 	ln            net.Listener
 	cur           atomic.Pointer[handlerRef]
@@ -168,7 +169,7 @@ func removeStaleSocket(path string) {
 func newListener(ln net.Listener, address string, log *slog.Logger) *Listener {
 	ctx, cancel := context.WithCancel(context.Background())
 	network, addr, _ := config.ParseAddress(address)
-	return &Listener{network: network, addr: addr, ln: ln, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: log}
+	return &Listener{key: address, network: network, addr: addr, ln: ln, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: log}
 }
 
 // Addr is the bound address (with the real port when the config said :0).

@@ -161,7 +161,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 	}
 
 	for _, lr := range cfg.Listeners() {
-		st := &step{ref: lr, l: s.listeners[lr.Listen]}
+		st := &step{ref: lr, l: s.boundAt(lr.Listen)}
 		var prof *TLSProfile
 		profHash := ""
 		if lr.TLS != "" {
@@ -234,7 +234,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 	drain := cfg.Shutdown.DrainTimeout
 	next := map[string]*Listener{}
 	for _, st := range steps {
-		next[st.ref.Listen] = st.l
+		next[st.l.key] = st.l
 		switch {
 		case st.bound:
 			st.l.cur.Store(st.handler)
@@ -273,6 +273,20 @@ func (s *Server) Apply(cfg *config.Config) error {
 	s.cfg.Store(cfg)
 	s.m.ConfigHash.Reset()
 	s.m.ConfigHash.WithLabelValues(config.Hash(cfg)).Set(1)
+	return nil
+}
+
+// boundAt finds the listener bound to a listen address, as configured or as
+// bound (so "127.0.0.1:0" followed by the port it got is the same socket).
+func (s *Server) boundAt(listen string) *Listener {
+	if l := s.listeners[listen]; l != nil {
+		return l
+	}
+	for _, l := range s.listeners {
+		if l.network == "tcp" && l.Addr().String() == listen {
+			return l
+		}
+	}
 	return nil
 }
 
