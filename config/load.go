@@ -83,11 +83,9 @@ func Load(src Source) (*Config, error) {
 	applyDefaults(raw, reflect.TypeFor[Config]())
 
 	cfg := &Config{Path: src.Path}
-	var md mapstructure.Metadata
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
 		WeaklyTypedInput: true,
-		Metadata:         &md,
 		Result:           cfg,
 		TagName:          "koanf",
 	})
@@ -95,16 +93,15 @@ func Load(src Source) (*Config, error) {
 		return nil, err
 	}
 	var errs []error
-	if err := dec.Decode(raw); err != nil {
-		errs = append(errs, Flatten(err)...)
-	}
-	sort.Strings(md.Unused)
-	for _, k := range md.Unused {
+	for _, k := range unknownKeys(raw, reflect.TypeFor[Config](), "") {
 		errs = append(errs, fmt.Errorf("%s: unknown key", k))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := dec.Decode(raw); err != nil {
+		// The tree is only partly decoded: validating it would report
+		// follow-on noise, so stop at what is certain.
+		return nil, errors.Join(append(decodeErrors(err), errs...)...)
 	}
+	// Unknown keys do not stop validation: every problem is listed at once.
 	base := "."
 	if src.Path != "" && src.Data == nil {
 		base = filepath.Dir(src.Path)
@@ -146,6 +143,94 @@ func Flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// decodeErrors renders mapstructure's errors as "key.path: problem".
+func decodeErrors(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(err error) {
+		var de *mapstructure.DecodeError
+		switch {
+		case errors.As(err, &de) && de.Unwrap() != nil && len(Flatten(de.Unwrap())) == 1:
+			out = append(out, fmt.Errorf("%s: %w", de.Name(), de.Unwrap()))
+		default:
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					walk(e)
+				}
+				return
+			}
+			if u := errors.Unwrap(err); u != nil {
+				walk(u)
+				return
+			}
+			out = append(out, err)
+		}
+	}
+	walk(err)
+	return out
+}
+
+// unknownKeys lists the key paths in raw that no field of t takes.
+func unknownKeys(raw map[string]any, t reflect.Type, prefix string) []string {
+	fields := map[string]reflect.Type{}
+	var collect func(reflect.Type)
+	collect = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, opts, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+			switch {
+			case name == "-":
+			case opts == "squash":
+				collect(f.Type)
+			default:
+				fields[name] = f.Type
+			}
+		}
+	}
+	collect(t)
+	var out []string
+	for _, k := range sortedKeys(raw) {
+		ft, ok := fields[k]
+		if !ok {
+			out = append(out, prefix+k)
+			continue
+		}
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch v := raw[k].(type) {
+		case map[string]any:
+			if ft.Kind() == reflect.Struct && ft.PkgPath() != "time" {
+				out = append(out, unknownKeys(v, ft, prefix+k+".")...)
+			} else if ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct {
+				for _, mk := range sortedKeys(v) {
+					if m, ok := v[mk].(map[string]any); ok {
+						out = append(out, unknownKeys(m, ft.Elem(), prefix+k+"."+mk+".")...)
+					}
+				}
+			}
+		case []any:
+			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+				for i, it := range v {
+					if m, ok := it.(map[string]any); ok {
+						out = append(out, unknownKeys(m, ft.Elem(), fmt.Sprintf("%s%s[%d].", prefix, k, i))...)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // applyDefaults writes each field's `default` tag into raw wherever its key is

@@ -98,7 +98,7 @@ func New(info BuildInfo) *Metrics {
 			"1 if the upstream address is in rotation, 0 while it is skipped after failures.", "listener", "upstream"),
 
 		TLSHandshakes: f.counterVec("tls", "handshakes_total",
-			"Client-facing TLS handshakes by result (ok, error) and reason (none, no_certificate, unknown_ca, expired_certificate, bad_certificate, protocol, timeout, other).",
+			"Client-facing TLS handshakes by result (ok, error) and reason (none, no_certificate, unknown_ca, expired_certificate, bad_certificate, protocol, timeout, client_closed, other).",
 			"listener", "result", "reason"),
 		TLSHandshakeTime: f.histogramVec("tls", "handshake_duration_seconds",
 			"Client-facing TLS handshake time.", LatencyBuckets, "listener"),
@@ -120,7 +120,7 @@ func New(info BuildInfo) *Metrics {
 			"Always 1; the hash label identifies the config that is live.", "hash"),
 
 		HTTPRequests: f.counterVec("http", "requests_total",
-			"Proxied HTTP requests by route, method class and status code class (2xx..5xx).", "listener", "route", "code"),
+			"Proxied HTTP requests by route and status code class (2xx..5xx; 499 when the client went away counts as 4xx).", "listener", "route", "code"),
 		HTTPRequestDuration: f.histogramVec("http", "request_duration_seconds",
 			"Proxied HTTP request time up to the response headers, retries included.", LatencyBuckets, "listener", "route"),
 		HTTPRetries: f.counterVec("http", "retries_total",

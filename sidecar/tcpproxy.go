@@ -45,6 +45,7 @@ func (p *TCPProxy) ServeConn(ctx context.Context, c *Conn) {
 	if p.env.ServerTLS != nil {
 		tc, principal, err := ServerHandshake(ctx, c.Conn, p.env.ServerTLS, nil, p.env.Name)
 		if err != nil {
+			p.env.Metrics.ConnRefused.WithLabelValues(p.env.Name, string(p.env.Kind), "tls").Inc()
 			p.env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
 			return
 		}

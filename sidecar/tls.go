@@ -231,7 +231,7 @@ func ServerHandshake(ctx context.Context, conn net.Conn, p *TLSProfile, nextProt
 
 // HandshakeFailureReason sorts a handshake error into a bounded set of words
 // for metrics and logs: no_certificate, unknown_ca, expired_certificate,
-// bad_certificate, timeout, protocol, other.
+// bad_certificate, timeout, protocol, client_closed, other.
 func HandshakeFailureReason(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError

@@ -197,6 +197,7 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *UpstreamAddr, error) {
 // DialAddr connects to one address within connect_timeout, with TLS per
 // tls.mode when withTLS is set, and records the result in metrics and health.
 func (u *Upstream) DialAddr(ctx context.Context, a *UpstreamAddr, withTLS bool) (net.Conn, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout)
 	defer cancel()
 	start := time.Now()
@@ -210,7 +211,9 @@ func (u *Upstream) DialAddr(ctx context.Context, a *UpstreamAddr, withTLS bool) 
 		}
 	}
 	if err != nil {
-		u.markFailed(a)
+		if parent.Err() == nil { // the caller gave up: no verdict on the address
+			u.markFailed(a)
+		}
 		return nil, fmt.Errorf("upstream %s: %w", a.Address, err)
 	}
 	a.connectTime.Observe(time.Since(start).Seconds())

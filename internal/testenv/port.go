@@ -18,9 +18,10 @@ var handedOut = struct {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that
 // this process has not handed out before. It fails the test if none is found.
+// PickFreePort is the same for programs that have no testing.TB.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := PickFreePort()
 	if err != nil {
 		t.Fatalf("testenv: find a free port: %v", err)
 	}
@@ -33,7 +34,10 @@ func FreeAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
-func freePort() (int, error) {
+// PickFreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that this process has not handed out before (through FreePort, FreeAddr or
+// PickFreePort), or an error if none is found.
+func PickFreePort() (int, error) {
 	var lastErr error
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
