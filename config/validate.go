@@ -42,7 +42,7 @@ func (c *Config) Validate() error {
 
 	names := map[string]string{}
 	addrs := map[string]string{}
-	if c.Admin.Listen != "off" {
+	if c.Admin.Listen != "off" && !anyPort(c.Admin.Listen) {
 		addrs[c.Admin.Listen] = "admin.listen"
 	}
 	for _, l := range c.Listeners() {
@@ -58,7 +58,9 @@ func (c *Config) Validate() error {
 			if other, dup := addrs[l.Listen]; dup {
 				v.add(l.Path+".listen", "%s is already used by %s", l.Listen, other)
 			}
-			addrs[l.Listen] = l.Path + ".listen"
+			if !anyPort(l.Listen) {
+				addrs[l.Listen] = l.Path + ".listen"
+			}
 		}
 		if l.TLS != "" {
 			if _, ok := c.TLS[l.TLS]; !ok {
@@ -296,6 +298,10 @@ func (v *validator) policy(c *Config) {
 		v.nonNegative(key+".max_delay", r.MaxDelay)
 	}
 }
+
+// anyPort reports a host:0 address: the kernel picks a port, so two of them
+// never clash.
+func anyPort(addr string) bool { return strings.HasSuffix(addr, ":0") }
 
 // ParseAddress splits a listen or upstream address into a network and an
 // address for net.Listen/net.Dial: "unix:/run/pg/.s.PGSQL.6432" is a Unix

@@ -77,8 +77,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // poolStats gathers StatsReporter output by listener name.
 func (s *Server) poolStats() map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.state.RLock()
+	defer s.state.RUnlock()
 	out := map[string]any{}
 	for _, l := range s.listeners {
 		ref := l.cur.Load()

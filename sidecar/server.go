@@ -36,7 +36,8 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics.Metrics
 
-	mu        sync.Mutex // serialises Apply and Shutdown
+	mu        sync.Mutex   // serialises Apply and Shutdown
+	state     sync.RWMutex // guards listeners and admin for readers
 	cfg       atomic.Pointer[config.Config]
 	listeners map[string]*Listener // by listen address as configured
 	profiles  map[string]*profileRef
@@ -92,8 +93,8 @@ func (s *Server) Ready() bool { return s.cfg.Load() != nil && !s.draining.Load()
 // ListenerAddr returns the bound address of the listener with that name (the
 // real port when the config said :0), or nil.
 func (s *Server) ListenerAddr(name string) net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.state.RLock()
+	defer s.state.RUnlock()
 	for _, l := range s.listeners {
 		if l.cur.Load().name == name {
 			return l.Addr()
@@ -104,8 +105,8 @@ func (s *Server) ListenerAddr(name string) net.Addr {
 
 // AdminAddr is the bound admin address, or nil when the admin server is off.
 func (s *Server) AdminAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.state.RLock()
+	defer s.state.RUnlock()
 	if s.admin == nil {
 		return nil
 	}
@@ -128,6 +129,9 @@ type step struct {
 // unchanged keep their handler and connections, replaced handlers and removed
 // listeners drain in the background for up to shutdown.drain_timeout.
 func (s *Server) Apply(cfg *config.Config) error {
+	if s.draining.Load() {
+		return ErrDraining
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining.Load() {
@@ -257,6 +261,8 @@ func (s *Server) Apply(cfg *config.Config) error {
 			pr.p.Close()
 		}
 	}
+	s.state.Lock()
+	defer s.state.Unlock()
 	if cfg.Admin.Listen == "off" || admin != nil {
 		if s.admin != nil {
 			s.admin.close()
@@ -333,6 +339,8 @@ func (s *Server) Shutdown() {
 	for _, pr := range s.profiles {
 		pr.p.Close()
 	}
+	s.state.Lock()
+	defer s.state.Unlock()
 	s.listeners = map[string]*Listener{}
 	s.profiles = map[string]*profileRef{}
 	if s.admin != nil {

@@ -1,0 +1,147 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outrigger/outrigger/config"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	up := echoServer(t)
+	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+shutdown: {drain_timeout: 5s}
+tcp:
+  - {name: t, listen: 127.0.0.1:0, upstream: {address: %s}}
+`, up))
+	base := "http://" + srv.AdminAddr().String()
+	tests := []struct {
+		path     string
+		code     int
+		contains string
+	}{
+		{"/healthz", 200, "ok"},
+		{"/readyz", 200, "ready"},
+		{"/metrics", 200, `outrigger_build_info{`},
+		{"/metrics", 200, "go_goroutines"},
+		{"/metrics", 200, "process_open_fds"},
+		{"/config", 200, `"drain_timeout": 5000000000`},
+		{"/pools", 200, "{"},
+		{"/debug/pprof/", 200, "goroutine"},
+		{"/drain", 405, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			code, body := get(t, base+tt.path)
+			if code != tt.code || !strings.Contains(body, tt.contains) {
+				t.Errorf("GET %s = %d %.200q, want %d containing %q", tt.path, code, body, tt.code, tt.contains)
+			}
+		})
+	}
+}
+
+// closer is a Handler that hangs up at once, standing in for a frontend.
+type closer struct{}
+
+func (closer) ServeConn(_ context.Context, c *Conn) { c.Close() }
+func (closer) Drain()                               {}
+func (closer) Close() error                         { return nil }
+
+func TestAdminConfigRedactsSecrets(t *testing.T) {
+	t.Setenv("ADMIN_TEST_PW", "env-secret-value")
+	cfg, err := config.Load(config.Source{Data: []byte(`admin: {listen: "127.0.0.1:0"}
+postgres:
+  - name: appdb
+    listen: 127.0.0.1:0
+    upstream: {address: 127.0.0.1:1}
+    auth:
+      users:
+        - {name: app, password: literal-secret-value}
+        - {name: env, password: "${ADMIN_TEST_PW}"}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
+		config.KindPostgres: func(Env, any) (Handler, error) { return closer{}, nil },
+	}})
+	if err := srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	code, body := get(t, "http://"+srv.AdminAddr().String()+"/config")
+	if code != 200 || !strings.Contains(body, `"name": "app"`) {
+		t.Fatalf("/config = %d %s", code, body)
+	}
+	if strings.Contains(body, "secret-value") {
+		t.Fatalf("/config prints a secret:\n%s", body)
+	}
+	if strings.Count(body, "[redacted]") != 2 {
+		t.Errorf("want 2 redacted passwords in:\n%s", body)
+	}
+}
+
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprint(c, "hi\n")
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestDrainEndpointAndReadiness(t *testing.T) {
+	up := echoServer(t)
+	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+shutdown: {drain_timeout: 5s}
+tcp:
+  - {name: t, listen: 127.0.0.1:0, upstream: {address: %s}}
+`, up))
+	base := "http://" + srv.AdminAddr().String()
+	resp, err := http.Post(base+"/drain", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /drain = %d", resp.StatusCode)
+	}
+	select {
+	case <-srv.DrainRequested():
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain not requested")
+	}
+	// Hold a connection so the drain takes a while, and watch /readyz turn 503.
+	c := dialTCP(t, srv.ListenerAddr("t").String())
+	done := make(chan struct{})
+	go func() { srv.Shutdown(); close(done) }()
+	waitFor(t, func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusServiceUnavailable })
+	if err := srv.Apply(srv.Config()); err != ErrDraining {
+		t.Errorf("Apply while draining = %v", err)
+	}
+	c.Close()
+	<-done
+}
