@@ -115,10 +115,13 @@ func Pipe(client, upstream net.Conn, idle time.Duration, received, sent func(int
 // copyHalf moves src to dst chunk by chunk, re-arming the idle deadline
 // between chunks. It returns nil at EOF, after closing dst for writing.
 func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64, stopped *atomic.Bool, count func(int64)) error {
-	buf := make([]byte, 32<<10)
 	var w io.Writer = dst
-	if !isRawSocket(src) {
-		w = writerOnly{dst} // no splice possible: use buf, not a fresh one per call
+	var buf []byte // socket to socket: splice(2) moves the bytes, no buffer
+	if !isRawSocket(src) || !isRawSocket(dst) {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf = *bp
+		w = writerOnly{dst} // use buf, not a fresh one per ReadFrom call
 	}
 	lr := &io.LimitedReader{R: src}
 	for {
@@ -156,6 +159,9 @@ func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64, stopped
 }
 
 type writerOnly struct{ io.Writer }
+
+// copyBufs holds the buffers of TLS-side copies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func isRawSocket(c net.Conn) bool {
 	switch c.(type) {

@@ -32,7 +32,7 @@ func startServer(t *testing.T, yaml string) *Server {
 	return srv
 }
 
-func mustLoad(t *testing.T, yaml string) *config.Config {
+func mustLoad(t testing.TB, yaml string) *config.Config {
 	t.Helper()
 	cfg, err := config.Load(config.Source{Data: []byte(yaml), Environ: []string{}})
 	if err != nil {
@@ -41,7 +41,7 @@ func mustLoad(t *testing.T, yaml string) *config.Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -49,7 +49,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // echoServer answers each connection by copying it back, then half-closing.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

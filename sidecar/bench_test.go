@@ -1,0 +1,101 @@
+package sidecar
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// BenchmarkTCPProxyThroughput pushes bytes client -> proxy -> sink over
+// loopback through the whole tcp listener path (accept, admit, dial, Pipe
+// with splice). Compare against BenchmarkLoopbackDirect for the proxy's cost.
+func BenchmarkTCPProxyThroughput(b *testing.B) {
+	sink := sinkServer(b)
+	srv := startServerB(b, tcpYAML("address: "+sink, ""))
+	benchmarkStream(b, srv.ListenerAddr("t").String())
+}
+
+// BenchmarkLoopbackDirect is the same stream with no proxy in between.
+func BenchmarkLoopbackDirect(b *testing.B) {
+	benchmarkStream(b, sinkServer(b))
+}
+
+// BenchmarkTCPProxyConnect measures a whole short connection through the
+// proxy: connect, one echo round trip, close.
+func BenchmarkTCPProxyConnect(b *testing.B) {
+	up := echoServer(b)
+	srv := startServerB(b, tcpYAML("address: "+up, ""))
+	addr := srv.ListenerAddr("t").String()
+	buf := make([]byte, 5)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write([]byte("ping\n"))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func benchmarkStream(b *testing.B, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// sinkServer reads and discards everything.
+func sinkServer(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func startServerB(b *testing.B, yaml string) *Server {
+	b.Helper()
+	cfg := mustLoad(b, yaml)
+	srv := NewServer(Options{Logger: testLogger(b)})
+	if err := srv.Apply(cfg); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		done := make(chan struct{})
+		go func() { srv.Shutdown(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return srv
+}
