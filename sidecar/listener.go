@@ -31,6 +31,11 @@ type handlerRef struct {
 	received, sent           prometheus.Counter
 	refusedMax, refusedDrain prometheus.Counter
 
+	// ctx is what ServeConn gets: it ends when the drain timeout forces the
+	// handler's remaining connections closed, or once the handler is closed.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu    sync.Mutex
 	conns map[*Conn]struct{}
 	idle  chan struct{} // closed when retired and the last connection ends
@@ -39,7 +44,9 @@ type handlerRef struct {
 
 func newHandlerRef(h Handler, name string, kind config.ListenerKind, hash string, maxConn int, m *metrics.Metrics, log *slog.Logger) *handlerRef {
 	k := string(kind)
+	ctx, cancel := context.WithCancel(context.Background())
 	return &handlerRef{
+		ctx: ctx, cancel: cancel,
 		h: h, name: name, kind: kind, hash: hash, maxConn: int64(maxConn), log: log,
 		active:       m.ConnActive.WithLabelValues(name, k),
 		accepted:     m.ConnAccepted.WithLabelValues(name, k),
@@ -109,6 +116,7 @@ func (r *handlerRef) retire(ctx context.Context) {
 	select {
 	case <-r.idle:
 	case <-ctx.Done():
+		r.cancel()
 		r.mu.Lock()
 		left := make([]*Conn, 0, len(r.conns))
 		for c := range r.conns {
@@ -123,6 +131,7 @@ func (r *handlerRef) retire(ctx context.Context) {
 		}
 		<-r.idle
 	}
+	r.cancel()
 	if err := r.h.Close(); err != nil {
 		r.log.Warn("closing handler", "err", err)
 	}
@@ -135,8 +144,6 @@ type Listener struct {
 	network, addr string
 	ln            net.Listener
 	cur           atomic.Pointer[handlerRef]
-	ctx           context.Context
-	cancel        context.CancelFunc
 	done          chan struct{}
 	log           *slog.Logger
 }
@@ -167,9 +174,8 @@ func removeStaleSocket(path string) {
 }
 
 func newListener(ln net.Listener, address string, log *slog.Logger) *Listener {
-	ctx, cancel := context.WithCancel(context.Background())
 	network, addr, _ := config.ParseAddress(address)
-	return &Listener{key: address, network: network, addr: addr, ln: ln, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: log}
+	return &Listener{key: address, network: network, addr: addr, ln: ln, done: make(chan struct{}), log: log}
 }
 
 // Addr is the bound address (with the real port when the config said :0).
@@ -202,7 +208,7 @@ func (l *Listener) serve() {
 			raw.Close()
 			continue
 		}
-		go ref.h.ServeConn(l.ctx, c)
+		go ref.h.ServeConn(ref.ctx, c)
 	}
 }
 

@@ -222,6 +222,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 	if len(errs) > 0 {
 		for _, st := range steps {
 			if st.handler != nil {
+				st.handler.cancel()
 				st.handler.h.Close()
 			}
 			if st.bound {
