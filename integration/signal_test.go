@@ -129,3 +129,28 @@ tcp:
 		t.Fatal("straggler connection still open")
 	}
 }
+
+// TestDemo runs the demo as `make demo` does, with DEMO_EXIT=1: it must print
+// its summary and exit 0, leaving nothing running.
+func TestDemo(t *testing.T) {
+	integrationOnly(t)
+	pgClient(t, "pgbench")
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		t.Skip("redis-benchmark not found (apt-get install redis-tools)")
+	}
+	bin := filepath.Join(t.TempDir(), "outrigger-demo")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outrigger/outrigger/cmd/outrigger-demo").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DEMO_EXIT=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"== Summary", "transactions/s", "requests/s", "failed transactions          0", "Stopped and removed"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
