@@ -88,36 +88,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// echo is a line echo server standing in for an upstream.
-func echo(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					c.Write([]byte(line))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func say(t *testing.T, c net.Conn, r *bufio.Reader, line string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -133,7 +103,7 @@ func say(t *testing.T, c net.Conn, r *bufio.Reader, line string) {
 // running config stays, and the rejected counter goes up.
 func TestLiveReload(t *testing.T) {
 	integrationOnly(t)
-	up := echo(t)
+	up := testenv.EchoServer(t)
 	a, b := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	base := fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 reload: {debounce: 50ms}
@@ -189,7 +159,7 @@ tcp:
 // TestSIGHUPReload reloads on SIGHUP as well as on file change.
 func TestSIGHUPReload(t *testing.T) {
 	integrationOnly(t)
-	up := echo(t)
+	up := testenv.EchoServer(t)
 	a, b := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	base := fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 reload: {watch: false}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,33 +15,16 @@ import (
 	"time"
 
 	"github.com/outrigger/outrigger/cmd/outrigger/cli"
+	"github.com/outrigger/outrigger/internal/testenv"
 	"github.com/outrigger/outrigger/sidecar"
 )
-
-// syncBuffer collects a sidecar's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // outrigger is one in-process run of `outrigger run -c FILE`.
 type outrigger struct {
 	t    *testing.T
 	Path string // the config file
 	Srv  *sidecar.Server
-	Logs *syncBuffer
+	Logs *testenv.SyncBuffer
 	sigs chan os.Signal
 	done chan int
 }
@@ -58,7 +40,7 @@ func integrationOnly(t *testing.T) {
 // until the test ends (then it is sent SIGTERM and must exit 0).
 func startOutrigger(t *testing.T, yaml string) *outrigger {
 	t.Helper()
-	o := &outrigger{t: t, Path: filepath.Join(t.TempDir(), "outrigger.yaml"), Logs: &syncBuffer{},
+	o := &outrigger{t: t, Path: filepath.Join(t.TempDir(), "outrigger.yaml"), Logs: &testenv.SyncBuffer{},
 		sigs: make(chan os.Signal, 1), done: make(chan int, 1)}
 	if err := os.WriteFile(o.Path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ var sighup = syscall.SIGHUP
 func TestSIGTERMDrains(t *testing.T) {
 	integrationOnly(t)
 	bin := outriggerBinary(t)
-	up := echo(t)
+	up := testenv.EchoServer(t)
 	listen, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "outrigger.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`admin: {listen: %s}
@@ -96,7 +96,7 @@ tcp:
 // shutdown.drain_timeout is closed and the process still exits 0.
 func TestDrainTimeoutClosesStragglers(t *testing.T) {
 	integrationOnly(t)
-	up := echo(t)
+	up := testenv.EchoServer(t)
 	listen := testenv.FreeAddr(t)
 	o := startOutrigger(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 shutdown: {drain_timeout: 300ms}

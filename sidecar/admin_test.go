@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/internal/testenv"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -26,7 +27,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 shutdown: {drain_timeout: 5s}
 tcp:
@@ -114,7 +115,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 }
 
 func TestDrainEndpointAndReadiness(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 shutdown: {drain_timeout: 5s}
 tcp:

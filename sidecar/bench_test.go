@@ -5,26 +5,28 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/outrigger/outrigger/internal/testenv"
 )
 
 // BenchmarkTCPProxyThroughput pushes bytes client -> proxy -> sink over
 // loopback through the whole tcp listener path (accept, admit, dial, Pipe
 // with splice). Compare against BenchmarkLoopbackDirect for the proxy's cost.
 func BenchmarkTCPProxyThroughput(b *testing.B) {
-	sink := sinkServer(b)
+	sink := testenv.SinkServer(b)
 	srv := startServerB(b, tcpYAML("address: "+sink, ""))
 	benchmarkStream(b, srv.ListenerAddr("t").String())
 }
 
 // BenchmarkLoopbackDirect is the same stream with no proxy in between.
 func BenchmarkLoopbackDirect(b *testing.B) {
-	benchmarkStream(b, sinkServer(b))
+	benchmarkStream(b, testenv.SinkServer(b))
 }
 
 // BenchmarkTCPProxyConnect measures a whole short connection through the
 // proxy: connect, one echo round trip, close.
 func BenchmarkTCPProxyConnect(b *testing.B) {
-	up := echoServer(b)
+	up := testenv.EchoServer(b)
 	srv := startServerB(b, tcpYAML("address: "+up, ""))
 	addr := srv.ListenerAddr("t").String()
 	buf := make([]byte, 5)
@@ -58,28 +60,6 @@ func benchmarkStream(b *testing.B, addr string) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// sinkServer reads and discards everything.
-func sinkServer(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func startServerB(b *testing.B, yaml string) *Server {

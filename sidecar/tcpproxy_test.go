@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/internal/testenv"
 	"github.com/outrigger/outrigger/metrics"
 )
 
@@ -48,30 +49,6 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// echoServer answers each connection by copying it back, then half-closing.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func closedPort(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,7 +70,7 @@ tcp:
 }
 
 func TestTCPProxyEchoAndHalfClose(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	srv := startServer(t, tcpYAML("address: "+up, ""))
 	addr := srv.ListenerAddr("t").String()
 
@@ -126,7 +103,7 @@ func TestTCPProxyEchoAndHalfClose(t *testing.T) {
 }
 
 func TestTCPProxyFailoverAndBackoff(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	dead := closedPort(t)
 	srv := startServer(t, tcpYAML(fmt.Sprintf("addresses: [%s, %s]", dead, up), ""))
 	addr := srv.ListenerAddr("t").String()
@@ -172,7 +149,7 @@ func TestTCPProxyUpstreamDown(t *testing.T) {
 }
 
 func TestTCPProxyIdleTimeout(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	srv := startServer(t, tcpYAML("address: "+up, "    idle_timeout: 300ms\n"))
 	c, err := net.Dial("tcp", srv.ListenerAddr("t").String())
 	if err != nil {
@@ -195,7 +172,7 @@ func TestTCPProxyIdleTimeout(t *testing.T) {
 }
 
 func TestTCPProxyMaxConnections(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	srv := startServer(t, tcpYAML("address: "+up, "    max_connections: 2\n"))
 	addr := srv.ListenerAddr("t").String()
 	var held []net.Conn
@@ -227,7 +204,7 @@ func TestTCPProxyMaxConnections(t *testing.T) {
 }
 
 func TestTCPProxyUnixSocket(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	sock := t.TempDir() + "/proxy.sock"
 	srv := startServer(t, strings.Replace(tcpYAML("address: "+up, ""), "127.0.0.1:0", "unix:"+sock, 1))
 	c, err := net.Dial("unix", sock)
@@ -243,7 +220,7 @@ func TestTCPProxyUnixSocket(t *testing.T) {
 }
 
 func TestReloadKeepsUnchangedListener(t *testing.T) {
-	up := echoServer(t)
+	up := testenv.EchoServer(t)
 	base := tcpYAML("address: "+up, "")
 	srv := startServer(t, base)
 	addr := srv.ListenerAddr("t").String()
@@ -289,7 +266,7 @@ func TestReloadKeepsUnchangedListener(t *testing.T) {
 }
 
 func TestReloadChangedListenerDrainsOldConnections(t *testing.T) {
-	up1, up2 := echoServer(t), echoServer(t)
+	up1, up2 := testenv.EchoServer(t), testenv.EchoServer(t)
 	srv := startServer(t, tcpYAML("address: "+up1, ""))
 	addr := srv.ListenerAddr("t").String()
 	c, _ := net.Dial("tcp", addr)

@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,29 +20,12 @@ import (
 	"github.com/outrigger/outrigger/metrics"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type mtlsFixture struct {
 	srv    *Server
 	addr   string
 	ca     *testenv.CA
 	dir    string
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	client *testenv.Leaf
 }
 
@@ -52,7 +33,7 @@ type mtlsFixture struct {
 // echo server.
 func newMTLSFixture(t *testing.T, clientAuth string) *mtlsFixture {
 	t.Helper()
-	f := &mtlsFixture{ca: testenv.NewCA(t, "mesh-ca"), dir: t.TempDir(), logs: &syncBuffer{}}
+	f := &mtlsFixture{ca: testenv.NewCA(t, "mesh-ca"), dir: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	server := f.ca.Issue(t, testenv.LeafOptions{})
 	writeFile(t, filepath.Join(f.dir, "ca.crt"), f.ca.CertPEM)
 	writeFile(t, filepath.Join(f.dir, "tls.crt"), server.CertPEM)
@@ -64,7 +45,7 @@ tls:
   mesh: {cert: %[1]s/tls.crt, key: %[1]s/tls.key, ca: %[1]s/ca.crt, client_auth: %[2]s, reload_interval: 50ms}
 tcp:
   - {name: secure, listen: 127.0.0.1:0, tls: mesh, upstream: {address: %[3]s}}
-`, f.dir, clientAuth, echoServer(t))
+`, f.dir, clientAuth, testenv.EchoServer(t))
 	f.srv = NewServer(Options{
 		Logger:  slog.New(slog.NewJSONHandler(f.logs, nil)),
 		Metrics: metrics.New(metrics.BuildInfo{}),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,27 +30,9 @@ func tlsEchoServer(t *testing.T, cert tls.Certificate, clientCAs *testenv.CA) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					c.Write([]byte(line))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.Serve(t, ln, func(c net.Conn) {
+		io.Copy(c, c)
+	})
 }
 
 func TestUpstreamTLSOrigination(t *testing.T) {
@@ -126,7 +109,7 @@ func echoOnce(u *Upstream) error {
 // TestUpstreamRoundRobinAndHealth checks rotation across healthy addresses,
 // skipping of a failed one during its backoff, and its return afterwards.
 func TestUpstreamRoundRobinAndHealth(t *testing.T) {
-	a, b := echoServer(t), echoServer(t)
+	a, b := testenv.EchoServer(t), testenv.EchoServer(t)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
