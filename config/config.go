@@ -300,3 +300,23 @@ func (c *Config) Listeners() []ListenerRef {
 	}
 	return out
 }
+
+// Upstreams returns every upstream a listener section sends to (one per
+// route for http).
+func (r ListenerRef) Upstreams() []Upstream {
+	switch s := r.Section.(type) {
+	case *TCP:
+		return []Upstream{s.Upstream}
+	case *Postgres:
+		return []Upstream{s.Upstream}
+	case *Redis:
+		return []Upstream{s.Upstream}
+	case *HTTP:
+		out := make([]Upstream, len(s.Routes))
+		for i, rt := range s.Routes {
+			out[i] = rt.Upstream
+		}
+		return out
+	}
+	return nil
+}

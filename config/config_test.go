@@ -265,3 +265,29 @@ func TestParseAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationsNeedUnits(t *testing.T) {
+	if _, err := load(t, `shutdown: {drain_timeout: 5}`); err == nil || !strings.Contains(err.Error(), "shutdown.drain_timeout: 5: a duration needs a unit") {
+		t.Fatalf("bare number accepted as a duration: %v", err)
+	}
+	cfg, err := load(t, `shutdown: {drain_timeout: 0}`)
+	if err != nil || cfg.Shutdown.DrainTimeout != 0 {
+		t.Fatalf("0 rejected: %v", err)
+	}
+}
+
+func TestEnvCannotReachIntoLists(t *testing.T) {
+	_, err := load(t, `tcp: [{name: t, listen: "127.0.0.1:0", upstream: {address: "127.0.0.1:1"}}]`, "OUTRIGGER_TCP__0__IDLE_TIMEOUT=5m")
+	if err == nil || !strings.Contains(err.Error(), "OUTRIGGER_TCP__0__IDLE_TIMEOUT: environment variables cannot set keys inside lists") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHashIgnoresPath(t *testing.T) {
+	a, _ := load(t, designExample)
+	b, _ := load(t, designExample)
+	b.Path = "/elsewhere/outrigger.yaml"
+	if Hash(a) != Hash(b) {
+		t.Fatal("the file's path changes the hash")
+	}
+}

@@ -47,8 +47,8 @@ func hashValue(h hash.Hash, v reflect.Value) {
 	case reflect.Struct:
 		t := v.Type()
 		for i := 0; i < v.NumField(); i++ {
-			if !t.Field(i).IsExported() {
-				continue
+			if f := t.Field(i); !f.IsExported() || f.Tag.Get("json") == "-" {
+				continue // Config.Path: where a config came from is not what it says
 			}
 			writeString(t.Field(i).Name)
 			hashValue(h, v.Field(i))

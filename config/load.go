@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -61,6 +62,16 @@ func Load(src Source) (*Config, error) {
 	if environ == nil {
 		environ = os.Environ()
 	}
+	var envErrs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if key, _ := envKey(name, ""); key != "" && listIndex.MatchString(key) {
+			envErrs = append(envErrs, fmt.Errorf("%s: environment variables cannot set keys inside lists (%s); set them in the file", name, key))
+		}
+	}
+	if len(envErrs) > 0 {
+		return nil, errors.Join(envErrs...)
+	}
 	if err := ko.Load(env.Provider(".", env.Opt{
 		Prefix:        EnvPrefix,
 		EnvironFunc:   func() []string { return environ },
@@ -84,7 +95,7 @@ func Load(src Source) (*Config, error) {
 
 	cfg := &Config{Path: src.Path}
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationNeedsUnit, mapstructure.StringToTimeDurationHookFunc()),
 		WeaklyTypedInput: true,
 		Result:           cfg,
 		TagName:          "koanf",
@@ -143,6 +154,24 @@ func Flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// durationNeedsUnit refuses a bare number for a duration: `5` would be 5 ns,
+// never what was meant. 0 is allowed.
+func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeFor[time.Duration]() {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		if reflect.ValueOf(data).IsZero() {
+			return "0s", nil
+		}
+		return nil, fmt.Errorf("%v: a duration needs a unit, such as 5s or 250ms", data)
+	}
+	return data, nil
 }
 
 // decodeErrors renders mapstructure's errors as "key.path: problem".
@@ -297,6 +326,8 @@ func applyDefaults(raw map[string]any, t reflect.Type) {
 		}
 	}
 }
+
+var listIndex = regexp.MustCompile(`(^|\.)[0-9]+(\.|$)`)
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 

@@ -98,7 +98,7 @@ func New(info BuildInfo) *Metrics {
 			"1 if the upstream address is in rotation, 0 while it is skipped after failures.", "listener", "upstream"),
 
 		TLSHandshakes: f.counterVec("tls", "handshakes_total",
-			"Client-facing TLS handshakes by result (ok, error) and reason (none, no_certificate, unknown_ca, expired_certificate, bad_certificate, protocol, timeout, client_closed, other).",
+			"Client-facing TLS handshakes by result (ok, error) and reason (none, no_certificate, unknown_ca, expired_certificate, bad_certificate, client_rejected_certificate, protocol, timeout, client_closed, other).",
 			"listener", "result", "reason"),
 		TLSHandshakeTime: f.histogramVec("tls", "handshake_duration_seconds",
 			"Client-facing TLS handshake time.", LatencyBuckets, "listener"),
@@ -163,4 +163,56 @@ func (f factory) histogram(sub, name, help string, buckets []float64) prometheus
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
 	f.reg.MustRegister(h)
 	return h
+}
+
+// ForgetListener deletes every series of a listener that a reload removed, so
+// dashboards and alerts do not see its last values forever.
+func (m *Metrics) ForgetListener(name string) {
+	l := prometheus.Labels{"listener": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.ConnAccepted, m.ConnActive, m.ConnClosed, m.ConnRefused, m.BytesReceived, m.BytesSent,
+		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
+		m.TLSHandshakes, m.TLSHandshakeTime,
+		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// ForgetUpstreams deletes the upstream series of a listener for addresses
+// that are no longer in keep (a reload changed its upstream addresses).
+func (m *Metrics) ForgetUpstreams(listener string, keep []string) {
+	kept := map[string]bool{}
+	for _, a := range keep {
+		kept[a] = true
+	}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		return
+	}
+	stale := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != Namespace+"_upstream_healthy" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			var l, u string
+			for _, lp := range s.GetLabel() {
+				switch lp.GetName() {
+				case "listener":
+					l = lp.GetValue()
+				case "upstream":
+					u = lp.GetValue()
+				}
+			}
+			if l == listener && !kept[u] {
+				stale[u] = true
+			}
+		}
+	}
+	for u := range stale {
+		m.UpstreamHealthy.DeleteLabelValues(listener, u)
+		m.UpstreamConnectDuration.DeleteLabelValues(listener, u)
+		m.UpstreamConnectFailures.DeleteLabelValues(listener, u)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,7 @@ func (r *handlerRef) retire(ctx context.Context) {
 // Listener is one bound socket and its accept loop. Its handler can be
 // swapped by a reload without closing the socket or the open connections.
 type Listener struct {
-	key           string // the listen address as first configured
+	key           string // the listen address as configured; the bound one for host:0
 	network, addr string
 	ln            net.Listener
 	cur           atomic.Pointer[handlerRef]
@@ -175,7 +176,11 @@ func removeStaleSocket(path string) {
 
 func newListener(ln net.Listener, address string, log *slog.Logger) *Listener {
 	network, addr, _ := config.ParseAddress(address)
-	return &Listener{key: address, network: network, addr: addr, ln: ln, done: make(chan struct{}), log: log}
+	key := address
+	if network == "tcp" && strings.HasSuffix(address, ":0") {
+		key = ln.Addr().String() // several host:0 listeners are several sockets
+	}
+	return &Listener{key: key, network: network, addr: addr, ln: ln, done: make(chan struct{}), log: log}
 }
 
 // Addr is the bound address (with the real port when the config said :0).

@@ -247,14 +247,28 @@ func (s *Server) Apply(cfg *config.Config) error {
 			s.log.Info("listening", "listener", st.ref.Name, "kind", string(st.ref.Kind), "addr", st.l.Addr().String())
 		case st.handler != nil:
 			s.retire(st.l.swap(st.handler), drain)
+			var keep []string
+			for _, u := range st.ref.Upstreams() {
+				keep = append(keep, u.AllAddresses()...)
+			}
+			s.m.ForgetUpstreams(st.ref.Name, keep)
 			s.log.Info("listener reconfigured", "listener", st.ref.Name, "kind", string(st.ref.Kind))
 		}
+	}
+	var removed []*handlerRef
+	live := map[string]bool{}
+	for _, st := range steps {
+		live[st.ref.Name] = true
 	}
 	for addr, l := range s.listeners {
 		if _, kept := next[addr]; !kept {
 			l.stop()
-			s.retire(l.cur.Load(), drain)
-			s.log.Info("listener removed", "listener", l.cur.Load().name, "addr", addr)
+			old := l.cur.Load()
+			s.retire(old, drain)
+			if !live[old.name] {
+				removed = append(removed, old)
+			}
+			s.log.Info("listener removed", "listener", old.name, "addr", addr)
 		}
 	}
 	for name, pr := range s.profiles {
@@ -280,6 +294,9 @@ func (s *Server) Apply(cfg *config.Config) error {
 	s.cfg.Store(cfg)
 	s.m.ConfigHash.Reset()
 	s.m.ConfigHash.WithLabelValues(config.Hash(cfg)).Set(1)
+	for _, ref := range removed { // after the Store: they check the live config
+		s.forgetAfterDrain(ref)
+	}
 	return nil
 }
 
@@ -305,6 +322,24 @@ func (s *Server) retire(ref *handlerRef, timeout time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		ref.retire(ctx)
+	}()
+}
+
+// forgetAfterDrain deletes a removed listener's metric series once its last
+// connection is gone, unless a later config brought the name back.
+func (s *Server) forgetAfterDrain(ref *handlerRef) {
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		<-ref.idle
+		if cfg := s.cfg.Load(); cfg != nil {
+			for _, l := range cfg.Listeners() {
+				if l.Name == ref.name {
+					return
+				}
+			}
+		}
+		s.m.ForgetListener(ref.name)
 	}()
 }
 

@@ -42,14 +42,18 @@ func NewTCPProxy(env Env, section any) (Handler, error) {
 func (p *TCPProxy) ServeConn(ctx context.Context, c *Conn) {
 	defer c.Close()
 	var client net.Conn = c.Conn
+	received, sent := c.CountReceived, c.CountSent
 	if p.env.ServerTLS != nil {
-		tc, principal, err := ServerHandshake(ctx, c.Conn, p.env.ServerTLS, nil, p.env.Name)
+		// Count bytes on the wire, TLS records included, as the HTTP
+		// listener does; Pipe then sees the decrypted stream.
+		tc, principal, err := ServerHandshake(ctx, c.Counting(), p.env.ServerTLS, nil, p.env.Name)
 		if err != nil {
 			p.env.Metrics.ConnRefused.WithLabelValues(p.env.Name, string(p.env.Kind), "tls").Inc()
 			p.env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
 			return
 		}
 		client = tc
+		received, sent = func(int64) {}, func(int64) {}
 		p.env.Logger.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal)
 	}
 	up, addr, err := p.up.Dial(ctx)
@@ -58,7 +62,7 @@ func (p *TCPProxy) ServeConn(ctx context.Context, c *Conn) {
 		return
 	}
 	defer up.Close()
-	err = Pipe(client, up, p.cfg.IdleTimeout, c.CountReceived, c.CountSent)
+	err = Pipe(client, up, p.cfg.IdleTimeout, received, sent)
 	if err != nil && !isClosedErr(err) {
 		p.env.Logger.Debug("connection ended", "remote", c.RemoteAddr().String(), "upstream", addr.Address, "err", err)
 	}

@@ -308,3 +308,53 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReloadForgetsRemovedSeries: a listener a reload removed, and upstream
+// addresses it dropped, leave no series behind once drained.
+func TestReloadForgetsRemovedSeries(t *testing.T) {
+	up := testenv.EchoServer(t)
+	dead := closedPort(t)
+	first := fmt.Sprintf(`admin: {listen: "off"}
+shutdown: {drain_timeout: 1s}
+tcp:
+  - {name: a, listen: 127.0.0.1:0, upstream: {addresses: [%s, %s]}}
+  - {name: b, listen: 127.0.0.1:0, upstream: {address: %s}}
+`, up, dead, up)
+	srv := startServer(t, first)
+	aAddr, bAddr := srv.ListenerAddr("a").String(), srv.ListenerAddr("b").String()
+	roundTrip(t, bAddr, "b\n")
+	m := srv.Metrics()
+	count := func(name, listener string) int {
+		mfs, _ := m.Registry.Gather()
+		n := 0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, s := range mf.GetMetric() {
+				for _, l := range s.GetLabel() {
+					if l.GetName() == "listener" && l.GetValue() == listener {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if count("outrigger_upstream_healthy", "a") != 2 || count("outrigger_listener_connections_accepted_total", "b") != 1 {
+		t.Fatal("series missing before the reload")
+	}
+	next := fmt.Sprintf(`admin: {listen: "off"}
+shutdown: {drain_timeout: 1s}
+tcp:
+  - {name: a, listen: %s, upstream: {address: %s}}
+`, aAddr, up)
+	if err := srv.Apply(mustLoad(t, next)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("outrigger_upstream_healthy", "a"); n != 1 {
+		t.Errorf("listener a has %d upstream_healthy series, want 1", n)
+	}
+	waitFor(t, func() bool { return count("outrigger_listener_connections_accepted_total", "b") == 0 })
+	roundTrip(t, aAddr, "a still works\n")
+}

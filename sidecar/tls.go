@@ -231,7 +231,8 @@ func ServerHandshake(ctx context.Context, conn net.Conn, p *TLSProfile, nextProt
 
 // HandshakeFailureReason sorts a handshake error into a bounded set of words
 // for metrics and logs: no_certificate, unknown_ca, expired_certificate,
-// bad_certificate, timeout, protocol, client_closed, other.
+// bad_certificate, client_rejected_certificate (the client distrusts the
+// sidecar's certificate), timeout, protocol, client_closed, other.
 func HandshakeFailureReason(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
@@ -256,7 +257,12 @@ func HandshakeFailureReason(err error) string {
 		return "no_certificate"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "timeout"
-	case errors.As(err, &rec), errors.As(err, &alert), strings.HasPrefix(err.Error(), "tls:"):
+	case strings.Contains(err.Error(), "remote error: tls: bad certificate"),
+		strings.Contains(err.Error(), "remote error: tls: unknown certificate authority"),
+		strings.Contains(err.Error(), "remote error: tls: certificate expired"):
+		return "client_rejected_certificate" // the client distrusts ours
+	case errors.As(err, &rec), errors.As(err, &alert), strings.HasPrefix(err.Error(), "tls:"),
+		strings.Contains(err.Error(), "local error: tls:"), strings.Contains(err.Error(), "remote error: tls:"):
 		return "protocol"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "client_closed"

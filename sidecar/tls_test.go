@@ -251,3 +251,15 @@ func TestPeerIdentity(t *testing.T) {
 		}
 	}
 }
+
+func TestHandshakeReasonWhenClientDistrustsUs(t *testing.T) {
+	f := newMTLSFixture(t, "none")
+	stranger := testenv.NewCA(t, "stranger")
+	_, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: stranger.Pool(), ServerName: "localhost"})
+	if err == nil {
+		t.Fatal("client trusted a certificate from a CA it does not know")
+	}
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(f.srv.Metrics().TLSHandshakes.WithLabelValues("secure", "error", "client_rejected_certificate")) == 1
+	})
+}

@@ -74,7 +74,9 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		return 0
 	case "help":
 		fmt.Fprint(opts.Stdout, usage)
-		newFlags(&opts).PrintDefaults()
+		fs := newFlags(&opts)
+		fs.SetOutput(opts.Stdout)
+		fs.PrintDefaults()
 		return 0
 	case "run", "check":
 	default:
@@ -152,6 +154,7 @@ func check(src config.Source, opts Options) int {
 	errs := config.Flatten(err)
 	if cfg != nil {
 		errs = append(errs, checkTLS(cfg)...)
+		errs = append(errs, checkKinds(cfg, opts.Builders)...)
 	}
 	if len(errs) > 0 {
 		for _, e := range errs {
@@ -169,6 +172,18 @@ func check(src config.Source, opts Options) int {
 	return 0
 }
 
+// checkKinds reports listeners of a kind this build cannot run, as run would.
+func checkKinds(cfg *config.Config, builders map[config.ListenerKind]sidecar.Builder) []error {
+	var errs []error
+	for _, l := range cfg.Listeners() {
+		if l.Kind == config.KindTCP || l.Kind == config.KindHTTP || builders[l.Kind] != nil {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: this build has no %s listener", l.Path, l.Kind))
+	}
+	return errs
+}
+
 // checkTLS loads every certificate, key and CA that the config names.
 func checkTLS(cfg *config.Config) []error {
 	var errs []error
@@ -183,7 +198,7 @@ func checkTLS(cfg *config.Config) []error {
 		}
 	}
 	for _, l := range cfg.Listeners() {
-		for i, u := range upstreamsOf(l.Section) {
+		for i, u := range l.Upstreams() {
 			if _, err := sidecar.ClientTLSConfig(u.TLS); err != nil {
 				key := l.Path + ".upstream"
 				if _, ok := l.Section.(*config.HTTP); ok {
@@ -194,24 +209,6 @@ func checkTLS(cfg *config.Config) []error {
 		}
 	}
 	return errs
-}
-
-func upstreamsOf(section any) []config.Upstream {
-	switch s := section.(type) {
-	case *config.TCP:
-		return []config.Upstream{s.Upstream}
-	case *config.Postgres:
-		return []config.Upstream{s.Upstream}
-	case *config.Redis:
-		return []config.Upstream{s.Upstream}
-	case *config.HTTP:
-		out := make([]config.Upstream, len(s.Routes))
-		for i, r := range s.Routes {
-			out[i] = r.Upstream
-		}
-		return out
-	}
-	return nil
 }
 
 func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
@@ -288,6 +285,10 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 			return
 		}
 		level.Set(parseLevel(next.Log.Level))
+		if next.Log.Format != cfg.Log.Format || next.Reload != cfg.Reload {
+			log.Warn("log.format and reload.* take effect at the next start; the running values stay",
+				"log.format", cfg.Log.Format, "reload.watch", cfg.Reload.Watch, "reload.debounce", cfg.Reload.Debounce.String())
+		}
 		m.ConfigReloads.WithLabelValues("success").Inc()
 		m.ConfigLastReloadSuccess.SetToCurrentTime()
 		m.ConfigReloadApply.Observe(time.Since(start).Seconds())
