@@ -1,0 +1,32 @@
+// Package redis is Outrigger's RESP frontend: the part of the sidecar that
+// speaks the Redis protocol to clients and to upstream Redis servers.
+//
+// Two building blocks exist so far; the listener, the multiplexed and
+// pinned upstream connections and the policy hook are still to come.
+//
+// The command table (commands.go, keys.go, blocking.go, flags.go,
+// category.go, and commands_gen.go, which is generated from a live
+// server's COMMAND reply by internal/gencommands) describes every command
+// and subcommand Redis has: arity, flags, ACL categories and key
+// specifications. Lookup finds a command's entry from its arguments
+// (subcommands included) without allocating; Command.Keys returns its key
+// arguments exactly as Redis's COMMAND GETKEYS does (tests compare the two
+// on a real server); IsBlocking says whether it may hold its connection;
+// ParseCategory and CategoryNames validate the ACL categories that policy
+// rules name.
+//
+// The reply framer (reply.go) reads what an upstream server sends: a
+// ReplyReader finds where each RESP2 or RESP3 reply ends (attributes and
+// push frames included) without decoding values, within limits on bulk
+// size, nesting, aggregate length and reply size, and returns each reply's
+// raw bytes, which stay valid until the next call.
+//
+// The data flow these pieces are built for, as DESIGN.md describes it: a
+// client's commands are read a pipeline at a time with
+// github.com/tidwall/redcon; each is looked up in the command table and its
+// category and keys are checked by the policy engine once; allowed commands
+// are written to an upstream connection (a dedicated one when IsBlocking
+// says so, or for MULTI/WATCH and pub/sub); the upstream's replies are
+// framed by a ReplyReader, matched to commands in FIFO order (push frames
+// aside), and forwarded to the client as raw bytes.
+package redis
