@@ -31,8 +31,9 @@ vet:
 unit:
 	$(GO) test -race -short -count=1 ./...
 
+# Everything again without -short: the tests that start real servers run too.
 integration:
-	$(GO) test -race -count=1 -timeout 15m ./integration/... ./internal/testenv/...
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 bench: build
 	@scripts/deps.sh bench
