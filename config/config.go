@@ -194,6 +194,15 @@ type Redis struct {
 	Listener `koanf:",squash"`
 	Upstream Upstream  `koanf:"upstream" json:"upstream"`
 	Pool     RedisPool `koanf:"pool" json:"pool"`
+	// MaxPipeline caps the replies one client may have outstanding; past it
+	// Outrigger stops reading that client until replies go out.
+	MaxPipeline int `koanf:"max_pipeline" json:"max_pipeline" default:"1024"`
+	// MaxCommandBytes caps one command's size (and what one client may send
+	// ahead of a complete command).
+	MaxCommandBytes int `koanf:"max_command_bytes" json:"max_command_bytes" default:"536870912"`
+	// RefuseCommands are answered with an error instead of being forwarded
+	// (names as in COMMAND, subcommands as "client|kill").
+	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[shutdown, debug, client|kill, flushall, failover, replicaof, slaveof]"`
 }
 
 // RedisPool sizes the shared (multiplexed) and pinned upstream connections.

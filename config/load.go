@@ -174,6 +174,22 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
+// defaultValue turns a default tag into a raw value: "[a, b]" is a list.
+func defaultValue(tag string) any {
+	inner, ok := strings.CutPrefix(tag, "[")
+	if !ok {
+		return tag
+	}
+	inner = strings.TrimSuffix(inner, "]")
+	out := []any{}
+	for _, v := range strings.Split(inner, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // decodeErrors renders mapstructure's errors as "key.path: problem".
 func decodeErrors(err error) []error {
 	var out []error
@@ -277,7 +293,7 @@ func applyDefaults(raw map[string]any, t reflect.Type) {
 		}
 		if d, ok := f.Tag.Lookup("default"); ok {
 			if _, present := raw[name]; !present {
-				raw[name] = d
+				raw[name] = defaultValue(d)
 			}
 			continue
 		}

@@ -123,6 +123,12 @@ func (c *Config) Validate() error {
 			v.add(key+".pool.pinned_size", "must be >= 0")
 		}
 		v.positive(key+".pool.command_timeout", s.Pool.CommandTimeout)
+		if s.MaxPipeline <= 0 {
+			v.add(key+".max_pipeline", "must be > 0")
+		}
+		if s.MaxCommandBytes < 1024 {
+			v.add(key+".max_command_bytes", "must be >= 1024")
+		}
 	}
 	for i, s := range c.TCP {
 		key := keyPath("tcp", i)

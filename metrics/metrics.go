@@ -57,6 +57,13 @@ type Metrics struct {
 	HTTPRequestDuration  *prometheus.HistogramVec
 	HTTPRetries          *prometheus.CounterVec
 	HTTPRetriesExhausted *prometheus.CounterVec
+
+	// Redis frontend, labelled by listener; command names come from the
+	// command table ("unknown" for the rest).
+	RedisCommands        *prometheus.CounterVec
+	RedisCommandDuration *prometheus.HistogramVec
+	RedisClients         *prometheus.GaugeVec
+	RedisPins            *prometheus.CounterVec
 }
 
 // BuildInfo describes the binary for the outrigger_build_info metric.
@@ -127,6 +134,17 @@ func New(info BuildInfo) *Metrics {
 			"Upstream retries by reason (connect, status).", "listener", "route", "reason"),
 		HTTPRetriesExhausted: f.counterVec("http", "retry_budget_exhausted_total",
 			"Retries skipped because the listener's retry budget was spent.", "listener", "route"),
+
+		RedisCommands: f.counterVec("redis", "commands_total",
+			"Redis commands answered, by command and outcome: ok, error (the server's error reply), proxy_error (refused by the proxy, upstream unavailable, timeout).",
+			"listener", "command", "outcome"),
+		RedisCommandDuration: f.histogramVec("redis", "command_duration_seconds",
+			"Time from reading a command to its reply being ready, by command.", LatencyBuckets, "listener", "command"),
+		RedisClients: f.gaugeVec("redis", "clients",
+			"Client sessions open on a redis listener.", "listener"),
+		RedisPins: f.counterVec("redis", "pins_total",
+			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",
+			"listener", "reason"),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(info.Version, info.Commit, runtime.Version()).Set(1)
@@ -174,6 +192,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
+		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/redis"
 	"github.com/outrigger/outrigger/sidecar"
 )
 
@@ -154,7 +155,7 @@ func check(src config.Source, opts Options) int {
 	errs := config.Flatten(err)
 	if cfg != nil {
 		errs = append(errs, checkTLS(cfg)...)
-		errs = append(errs, checkKinds(cfg, opts.Builders)...)
+		errs = append(errs, checkKinds(cfg, builders(opts))...)
 	}
 	if len(errs) > 0 {
 		for _, e := range errs {
@@ -170,6 +171,15 @@ func check(src config.Source, opts Options) int {
 	admin := cfg.Admin.Listen
 	fmt.Fprintf(opts.Stdout, "%s: ok: %d listener(s): %s; admin %s\n", src.Path, len(parts), strings.Join(parts, ", "), admin)
 	return 0
+}
+
+// builders are the protocol frontends of this build, plus any the caller adds.
+func builders(opts Options) map[config.ListenerKind]sidecar.Builder {
+	b := map[config.ListenerKind]sidecar.Builder{config.KindRedis: redis.NewHandler}
+	for k, v := range opts.Builders {
+		b[k] = v
+	}
+	return b
 }
 
 // checkKinds reports listeners of a kind this build cannot run, as run would.
@@ -241,7 +251,7 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 	level.Set(parseLevel(cfg.Log.Level))
 	log := newLogger(opts.Stderr, cfg.Log.Format, level)
 	m := metrics.New(metrics.BuildInfo{Version: Version, Commit: Commit})
-	srv := sidecar.NewServer(sidecar.Options{Logger: log, Metrics: m, Builders: opts.Builders, Dialer: opts.Dialer})
+	srv := sidecar.NewServer(sidecar.Options{Logger: log, Metrics: m, Builders: builders(opts), Dialer: opts.Dialer})
 	if err := srv.Apply(cfg); err != nil {
 		log.Error("cannot start", "errors", errorStrings(err))
 		srv.Shutdown()

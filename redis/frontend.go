@@ -1,0 +1,201 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/pool"
+	"github.com/outrigger/outrigger/sidecar"
+)
+
+// Handler is the sidecar.Handler of a redis listener: it owns the listener's
+// upstream connections (shared lanes and pinned pools, per poolKey) and
+// serves each client connection with a session.
+type Handler struct {
+	env     sidecar.Env
+	cfg     *config.Redis
+	up      *sidecar.Upstream
+	refused map[*Command]bool
+	m       *handlerMetrics
+	nextID  atomic.Int64
+
+	mu       sync.Mutex
+	lanes    map[poolKey]*lanes
+	pinned   map[poolKey]*pool.Pool[*lane]
+}
+
+// NewHandler is the sidecar.Builder for redis listeners.
+func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
+	cfg, ok := section.(*config.Redis)
+	if !ok {
+		return nil, fmt.Errorf("redis: section is %T, not *config.Redis", section)
+	}
+	up, err := sidecar.NewUpstream(env.Name, cfg.Upstream, env.Dialer, env.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	refused := map[*Command]bool{}
+	for _, name := range cfg.RefuseCommands {
+		args := [][]byte{}
+		for _, part := range strings.Split(name, "|") {
+			args = append(args, []byte(part))
+		}
+		c := Lookup(args)
+		if c == nil || !strings.EqualFold(c.Name, name) {
+			return nil, fmt.Errorf("refuse_commands: unknown command %q", name)
+		}
+		refused[c] = true
+	}
+	h := &Handler{
+		env: env, cfg: cfg, up: up, refused: refused,
+		m:      newHandlerMetrics(env),
+		lanes:  map[poolKey]*lanes{},
+		pinned: map[poolKey]*pool.Pool[*lane]{},
+	}
+	return h, nil
+}
+
+// ServeConn runs one client session.
+func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
+	client := c.Counting()
+	if h.env.ServerTLS != nil {
+		tc, principal, err := sidecar.ServerHandshake(ctx, c.Counting(), h.env.ServerTLS, nil, h.env.Name)
+		if err != nil {
+			h.env.Metrics.ConnRefused.WithLabelValues(h.env.Name, string(h.env.Kind), "tls").Inc()
+			h.env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		client = tc
+		h.env.Logger.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal)
+	}
+	h.newSession(ctx, c, client).run()
+}
+
+// shared returns the shared lanes for key, creating them on first use.
+func (h *Handler) shared(key poolKey) *lanes {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ls := h.lanes[key]
+	if ls == nil {
+		ls = &lanes{key: key, h: h, slots: make([]laneSlot, h.cfg.Pool.Size)}
+		h.lanes[key] = ls
+	}
+	return ls
+}
+
+// pinnedPool returns the pool of dedicated connections for key.
+func (h *Handler) pinnedPool(key poolKey) (*pool.Pool[*lane], error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.pinned[key]; p != nil {
+		return p, nil
+	}
+	p, err := h.newPinnedPool(key)
+	if err != nil {
+		return nil, err
+	}
+	h.pinned[key] = p
+	return p, nil
+}
+
+// Drain has nothing to do at once: sessions end when their clients leave,
+// or the listener closes them at the drain timeout.
+func (h *Handler) Drain() {}
+
+// Close closes every upstream connection.
+func (h *Handler) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ls := range h.lanes {
+		ls.close()
+	}
+	for _, p := range h.pinned {
+		p.Close()
+	}
+	return nil
+}
+
+// Stats is what /pools shows for a redis listener.
+func (h *Handler) Stats() any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	type poolStats struct {
+		DB     int        `json:"db"`
+		User   string     `json:"user,omitempty"`
+		Proto  int        `json:"resp"`
+		Shared int        `json:"shared_open"`
+		Size   int        `json:"shared_size"`
+		Pinned pool.Stats `json:"pinned"`
+	}
+	var out []poolStats
+	for key, ls := range h.lanes {
+		ps := poolStats{DB: key.db, User: key.user, Proto: key.proto, Shared: ls.open(), Size: len(ls.slots)}
+		if p := h.pinned[key]; p != nil {
+			ps.Pinned = p.Stats()
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// handlerMetrics are the redis metric children of one listener, resolved
+// once per command so the hot path does a map read, not a label hash.
+type handlerMetrics struct {
+	env      sidecar.Env
+	clients  prometheus.Gauge
+	pins     *prometheus.CounterVec
+	mu       sync.RWMutex
+	commands map[string]*commandMetrics
+}
+
+type commandMetrics struct {
+	duration prometheus.Observer
+	outcomes map[string]prometheus.Counter
+}
+
+func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
+	return &handlerMetrics{
+		env:      env,
+		clients:  env.Metrics.RedisClients.WithLabelValues(env.Name),
+		pins:     env.Metrics.RedisPins,
+		commands: map[string]*commandMetrics{},
+	}
+}
+
+var outcomes = []string{"ok", "error", "proxy_error"}
+
+// observe counts one answered command by outcome and records its latency.
+func (hm *handlerMetrics) observe(c *Command, outcome string, start time.Time) {
+	name := "unknown"
+	if c != nil {
+		name = c.Name
+	}
+	hm.mu.RLock()
+	cm := hm.commands[name]
+	hm.mu.RUnlock()
+	if cm == nil {
+		hm.mu.Lock()
+		if cm = hm.commands[name]; cm == nil {
+			m := hm.env.Metrics
+			cm = &commandMetrics{
+				duration: m.RedisCommandDuration.WithLabelValues(hm.env.Name, name),
+				outcomes: map[string]prometheus.Counter{},
+			}
+			for _, o := range outcomes {
+				cm.outcomes[o] = m.RedisCommands.WithLabelValues(hm.env.Name, name, o)
+			}
+			hm.commands[name] = cm
+		}
+		hm.mu.Unlock()
+	}
+	cm.outcomes[outcome].Inc()
+	cm.duration.Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,630 @@
+package redis
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/outrigger/outrigger/pool"
+	"github.com/outrigger/outrigger/sidecar"
+)
+
+// Pin reasons, for metrics and logs.
+const (
+	pinTransaction = "transaction"
+	pinWatch       = "watch"
+	pinBlocking    = "blocking"
+	pinPubSub      = "pubsub"
+	pinMonitor     = "monitor"
+	pinClientMode  = "client_mode"
+)
+
+// session is one client connection. Its goroutine reads the client's
+// commands a pipeline at a time and routes each one: to the client's shared
+// upstream connection, to a pinned connection of its own, or to an answer
+// made here. Every command gets a slot in order; the writer goroutine writes
+// the slots out in that order. A session never has commands in flight on two
+// upstream connections at once: before it moves to another connection it
+// waits for the last command it sent, so the server sees its commands in the
+// order the client sent them.
+type session struct {
+	h      *Handler
+	c      *sidecar.Conn
+	client net.Conn
+	id     int64
+	ctx    context.Context
+
+	key     poolKey
+	laneIdx int
+	name    string
+	libName string
+	libVer  string
+
+	cur  *lane // the upstream connection the last command went to
+	last *slot // the last command sent to an upstream
+
+	pinned       *pool.Lease[*lane]
+	pinReason    string
+	inMulti      bool
+	watching     bool
+	releaseAfter bool // give the pinned connection back after last answers
+	dirty        bool // the pinned connection's state changed: close it after
+	passthrough  bool
+
+	queue chan *slot
+	wmu   sync.Mutex
+	w     *bufio.Writer
+	wdone chan struct{}
+}
+
+func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Conn) *session {
+	s := &session{
+		h: h, c: c, client: client, ctx: ctx,
+		id:    h.nextID.Add(1),
+		key:   poolKey{proto: 2},
+		queue: make(chan *slot, h.cfg.MaxPipeline),
+		w:     bufio.NewWriterSize(client, 16<<10),
+		wdone: make(chan struct{}),
+	}
+	s.laneIdx = h.shared(s.key).assign()
+	return s
+}
+
+// errTooLarge ends a client that sends a command bigger than max_command_bytes.
+var errTooLarge = errors.New("command too large")
+
+// limitedReader fails once more than max bytes arrive between two complete
+// commands, so one client cannot make the reader buffer without bound.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	max  int64
+	fail bool
+}
+
+func (lr *limitedReader) Read(p []byte) (int, error) {
+	if lr.n >= lr.max {
+		lr.fail = true
+		return 0, errTooLarge
+	}
+	if rem := lr.max - lr.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := lr.r.Read(p)
+	lr.n += int64(n)
+	return n, err
+}
+
+func (s *session) run() {
+	go s.writeLoop()
+	lr := &limitedReader{r: s.client, max: int64(s.h.cfg.MaxCommandBytes)}
+	rd := redcon.NewReader(lr)
+	s.h.m.clients.Inc()
+	defer s.h.m.clients.Dec()
+	for {
+		cmds, err := rd.ReadCommands()
+		lr.n = 0
+		if err != nil {
+			s.readFailed(err, lr.fail)
+			break
+		}
+		stop := false
+		for _, cmd := range cmds {
+			if !s.dispatch(cmd) {
+				stop = true
+				break
+			}
+		}
+		if stop {
+			break
+		}
+	}
+	s.finish()
+}
+
+// readFailed answers a malformed or oversized command with an error, as
+// Redis does, before the connection closes.
+func (s *session) readFailed(err error, tooLarge bool) {
+	var msg string
+	switch {
+	case tooLarge:
+		msg = fmt.Sprintf("ERR Protocol error: command larger than %d bytes", s.h.cfg.MaxCommandBytes)
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), isTimeout(err):
+		return
+	case strings.HasPrefix(err.Error(), "Protocol error"):
+		msg = "ERR " + err.Error()
+	default:
+		return // a broken connection: nobody to tell
+	}
+	if s.passthrough {
+		return
+	}
+	sl := newSlot(nil)
+	sl.error(msg)
+	s.queue <- sl
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// finish lets the writer write what is answered, then gives back or closes
+// the pinned connection and the client connection.
+func (s *session) finish() {
+	close(s.queue)
+	<-s.wdone
+	s.unpin(true)
+	s.c.Close()
+}
+
+func (s *session) writeLoop() {
+	defer close(s.wdone)
+	m := s.h.m
+	for sl := range s.queue {
+		<-sl.done
+		s.wmu.Lock()
+		outcome := "ok"
+		if sl.err != nil {
+			outcome = "proxy_error"
+			s.w.Write(redcon.AppendError(nil, errorLine(sl.err)))
+		} else {
+			if len(sl.buf) > 0 && (sl.buf[0] == '-' || sl.buf[0] == '!') {
+				outcome = "error"
+			}
+			s.w.Write(sl.buf)
+		}
+		if len(s.queue) == 0 {
+			s.w.Flush()
+		}
+		s.wmu.Unlock()
+		if sl.cmd != nil {
+			m.observe(sl.cmd, outcome, sl.start)
+		}
+		after := sl.after
+		releaseSlot(sl)
+		if after != nil {
+			after()
+		}
+	}
+	s.wmu.Lock()
+	s.w.Flush()
+	s.wmu.Unlock()
+}
+
+// errorLine renders a proxy-side failure as a RESP error line: the
+// upstream's own words when it refused (WRONGPASS, NOPERM), else ERR.
+func errorLine(err error) string {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return ue.line
+	}
+	return "ERR " + err.Error()
+}
+
+// enqueue gives sl its place in the reply stream; it blocks when the client
+// has max_pipeline replies outstanding (backpressure: the reader stops
+// reading the client until the writer catches up).
+func (s *session) enqueue(sl *slot) { s.queue <- sl }
+
+// send routes one command to lane l in order (see session).
+func (s *session) send(l *lane, raw []byte, sl *slot) {
+	if s.cur != l && s.last != nil {
+		<-s.last.done
+	}
+	s.cur, s.last = l, sl
+	s.enqueue(sl)
+	l.send(&request{raw: raw, slot: sl})
+}
+
+// settle waits until the last command sent upstream is answered, then gives
+// a pinned connection back when the command that needed it is over.
+func (s *session) settle() {
+	if s.last != nil {
+		<-s.last.done
+	}
+	if s.releaseAfter {
+		s.releaseAfter = false
+		s.unpin(false)
+	}
+}
+
+// dispatch routes one command; false ends the session (QUIT).
+func (s *session) dispatch(cmd redcon.Command) bool {
+	if s.passthrough {
+		return s.passthroughCommand(cmd)
+	}
+	if s.releaseAfter {
+		s.settle()
+	}
+	c := Lookup(cmd.Args)
+	sl := newSlot(c)
+	if c != nil && s.h.refused[c] {
+		sl.error(fmt.Sprintf("ERR command '%s' is refused by the proxy", c.Name))
+		s.enqueue(sl)
+		return true
+	}
+	name := ""
+	if c != nil {
+		name = c.Name
+	}
+	switch name {
+	case "quit":
+		s.settle()
+		sl.ok()
+		done := make(chan struct{})
+		sl.after = func() { close(done) }
+		s.enqueue(sl)
+		<-done
+		return false
+	case "select":
+		s.local(sl, s.selectDB(cmd.Args, sl))
+		return true
+	case "auth":
+		s.local(sl, s.auth(cmd.Args, sl))
+		return true
+	case "hello":
+		s.local(sl, s.hello(cmd.Args, sl))
+		return true
+	case "client|setname", "client|getname", "client|id", "client|info", "client|setinfo":
+		s.local(sl, s.clientCommand(name, cmd.Args, sl))
+		return true
+	case "reset":
+		s.local(sl, s.reset(sl))
+		return true
+	case "subscribe", "psubscribe", "ssubscribe":
+		return s.startPassthrough(cmd, sl, pinPubSub)
+	case "monitor":
+		return s.startPassthrough(cmd, sl, pinMonitor)
+	case "client|reply", "client|tracking":
+		return s.startPassthrough(cmd, sl, pinClientMode)
+	case "multi":
+		if s.pinned == nil && !s.pin(pinTransaction, sl) {
+			return true
+		}
+		s.inMulti = true
+	case "watch":
+		if s.pinned == nil && !s.pin(pinWatch, sl) {
+			return true
+		}
+		s.watching = true
+	case "exec", "discard":
+		if s.pinned != nil {
+			// EXEC and DISCARD end the transaction and unwatch all keys,
+			// whatever their answer: the connection is clean after.
+			s.inMulti, s.watching = false, false
+			s.releaseAfter = true
+		}
+	case "unwatch":
+		if s.pinned != nil && !s.inMulti {
+			s.watching = false
+			s.releaseAfter = true
+		}
+	}
+	if s.pinned != nil {
+		if name == "select" || name == "auth" {
+			s.dirty = true
+		}
+		s.send(s.pinned.Conn(), cmd.Raw, sl)
+		return true
+	}
+	if c != nil && IsBlocking(c, cmd.Args) {
+		if !s.pin(pinBlocking, sl) {
+			return true
+		}
+		s.releaseAfter = true
+		s.send(s.pinned.Conn(), cmd.Raw, sl)
+		return true
+	}
+	l, err := s.h.shared(s.key).get(s.ctx, s.laneIdx)
+	if err != nil {
+		sl.fail(fmt.Errorf("upstream unavailable: %w", err))
+		s.enqueue(sl)
+		return true
+	}
+	s.send(l, cmd.Raw, sl)
+	return true
+}
+
+// local finishes a command the session handled: sent is true when the
+// handler passed it upstream (which enqueued its slot), else the handler
+// answered sl itself and it joins the reply stream here.
+func (s *session) local(sl *slot, sent bool) {
+	if !sent {
+		s.enqueue(sl)
+	}
+}
+
+// pin takes a dedicated upstream connection for this client. On failure it
+// answers sl with the error and returns false.
+func (s *session) pin(reason string, sl *slot) bool {
+	s.settle()
+	p, err := s.h.pinnedPool(s.key)
+	if err == nil {
+		var lease *pool.Lease[*lane]
+		lease, err = p.Acquire(s.ctx)
+		if err == nil {
+			s.pinned, s.pinReason, s.dirty = lease, reason, false
+			s.h.m.pins.WithLabelValues(s.h.env.Name, reason).Inc()
+			return true
+		}
+	}
+	sl.fail(fmt.Errorf("no dedicated upstream connection for %s: %w", reason, err))
+	s.enqueue(sl)
+	return false
+}
+
+// unpin gives the pinned connection back when it is provably clean, or
+// closes it. abandon is set when the session ends with it possibly busy.
+func (s *session) unpin(abandon bool) {
+	if s.pinned == nil {
+		return
+	}
+	l := s.pinned.Conn()
+	clean := !abandon && !s.dirty && !s.inMulti && !s.watching && !s.passthrough && l.alive() &&
+		(s.last == nil || isDone(s.last))
+	if clean {
+		s.pinned.Release()
+	} else {
+		s.pinned.Discard()
+	}
+	if s.cur == l {
+		s.cur = nil
+	}
+	s.pinned, s.pinReason = nil, ""
+	s.inMulti, s.watching, s.dirty, s.releaseAfter = false, false, false, false
+}
+
+func isDone(sl *slot) bool {
+	select {
+	case <-sl.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startPassthrough moves the session into passthrough for the rest of its
+// life: a dedicated connection whose every frame (replies, messages, pushes)
+// goes straight to the client, in order.
+func (s *session) startPassthrough(cmd redcon.Command, sl *slot, reason string) bool {
+	if s.pinned == nil {
+		if !s.pin(reason, sl) {
+			return true
+		}
+	} else {
+		s.settle()
+	}
+	s.dirty = true
+	// Let the writer finish every reply before frames start to flow.
+	barrier := make(chan struct{})
+	sl.cmd = nil
+	sl.answer(func(b []byte) []byte { return b })
+	sl.after = func() { close(barrier) }
+	s.enqueue(sl)
+	<-barrier
+	s.passthrough = true
+	l := s.pinned.Conn()
+	l.passthrough(func(raw []byte, flush bool) error {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		if _, err := s.w.Write(raw); err != nil {
+			return err
+		}
+		if flush {
+			return s.w.Flush()
+		}
+		return nil
+	})
+	go func() {
+		// The upstream closed (QUIT, a kill, a failure): so does the client.
+		<-l.done
+		s.client.Close()
+	}()
+	s.h.m.observe(Lookup(cmd.Args), "ok", sl.start)
+	l.send(&request{raw: cmd.Raw})
+	return true
+}
+
+func (s *session) passthroughCommand(cmd redcon.Command) bool {
+	l := s.pinned.Conn()
+	if c := Lookup(cmd.Args); c != nil && s.h.refused[c] {
+		s.wmu.Lock()
+		s.w.Write(redcon.AppendError(nil, fmt.Sprintf("ERR command '%s' is refused by the proxy", c.Name)))
+		s.w.Flush()
+		s.wmu.Unlock()
+		return true
+	}
+	l.send(&request{raw: cmd.Raw})
+	return l.alive()
+}
+
+// selectDB moves the client to the pool of another database.
+func (s *session) selectDB(args [][]byte, sl *slot) bool {
+	if len(args) != 2 {
+		sl.error("ERR wrong number of arguments for 'select' command")
+		return false
+	}
+	db, err := strconv.Atoi(string(args[1]))
+	if err != nil || db < 0 {
+		sl.error("ERR value is not an integer or out of range")
+		return false
+	}
+	if s.pinned != nil {
+		// Inside MULTI or WATCH: the server decides; the connection is
+		// not clean afterwards.
+		s.dirty = true
+		s.key.db = db
+		s.send(s.pinned.Conn(), appendCommand(nil, "SELECT", strconv.Itoa(db)), sl)
+		return true
+	}
+	s.moveTo(poolKey{db: db, user: s.key.user, password: s.key.password, proto: s.key.proto}, sl, redcon.AppendOK)
+	return false
+}
+
+// moveTo switches the client to the pool for key, proving first that a
+// connection in that state can be made (so a bad database or password gets
+// the server's own error), and answers sl with ok on success.
+func (s *session) moveTo(key poolKey, sl *slot, ok func([]byte) []byte) bool {
+	s.settle()
+	ls := s.h.shared(key)
+	idx := ls.assign()
+	if _, err := ls.get(s.ctx, idx); err != nil {
+		sl.fail(err)
+		return false
+	}
+	s.key, s.laneIdx, s.cur = key, idx, nil
+	sl.answer(ok)
+	return true
+}
+
+// auth changes the upstream user: AUTH password, or AUTH user password.
+func (s *session) auth(args [][]byte, sl *slot) bool {
+	key := s.key
+	switch len(args) {
+	case 2:
+		key.user, key.password = "", string(args[1])
+	case 3:
+		key.user, key.password = string(args[1]), string(args[2])
+	default:
+		sl.error("ERR wrong number of arguments for 'auth' command")
+		return false
+	}
+	if s.pinned != nil {
+		s.dirty = true
+		s.key = key
+		s.send(s.pinned.Conn(), appendAuth(key), sl)
+		return true
+	}
+	s.moveTo(key, sl, redcon.AppendOK)
+	return false
+}
+
+func appendAuth(k poolKey) []byte {
+	if k.user == "" {
+		return appendCommand(nil, "AUTH", k.password)
+	}
+	return appendCommand(nil, "AUTH", k.user, k.password)
+}
+
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] with the
+// upstream's own HELLO reply for that protocol, after moving the client to
+// a pool of that protocol (and user).
+func (s *session) hello(args [][]byte, sl *slot) bool {
+	key := s.key
+	name := s.name
+	if len(args) >= 2 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			sl.error("ERR Protocol version is not an integer or out of range")
+			return false
+		}
+		if v != 2 && v != 3 {
+			sl.error("NOPROTO unsupported protocol version")
+			return false
+		}
+		key.proto = v
+		for i := 2; i < len(args); i++ {
+			switch {
+			case equalFold(args[i], "auth") && i+2 < len(args):
+				key.user, key.password = string(args[i+1]), string(args[i+2])
+				i += 2
+			case equalFold(args[i], "setname") && i+1 < len(args):
+				name = string(args[i+1])
+				i++
+			default:
+				sl.error(fmt.Sprintf("ERR Syntax error in HELLO option '%s'", args[i]))
+				return false
+			}
+		}
+	}
+	if s.pinned != nil {
+		sl.error("ERR HELLO is not allowed while a transaction or WATCH is open")
+		return false
+	}
+	ok := s.moveTo(key, sl, func(b []byte) []byte {
+		l, err := s.h.shared(key).get(s.ctx, s.laneIdx)
+		if err != nil || l.hello == nil {
+			return redcon.AppendError(b, "ERR upstream did not answer HELLO")
+		}
+		return append(b, l.hello...)
+	})
+	if ok {
+		s.name = name
+	}
+	return false
+}
+
+// clientCommand answers the CLIENT subcommands that concern this client
+// alone, so they never touch a shared connection. It never sends.
+func (s *session) clientCommand(name string, args [][]byte, sl *slot) bool {
+	switch name {
+	case "client|setname":
+		if len(args) != 3 {
+			sl.error("ERR wrong number of arguments for 'client|setname' command")
+			return false
+		}
+		if bytes.ContainsAny(args[2], " \n") {
+			sl.error("ERR Client names cannot contain spaces, newlines or special characters.")
+			return false
+		}
+		s.name = string(args[2])
+		sl.ok()
+	case "client|getname":
+		sl.answer(func(b []byte) []byte {
+			if s.name == "" {
+				return redcon.AppendNull(b)
+			}
+			return redcon.AppendBulkString(b, s.name)
+		})
+	case "client|id":
+		sl.answer(func(b []byte) []byte { return redcon.AppendInt(b, s.id) })
+	case "client|info":
+		sl.answer(func(b []byte) []byte { return redcon.AppendBulkString(b, s.info()) })
+	case "client|setinfo":
+		if len(args) != 4 {
+			sl.error("ERR wrong number of arguments for 'client|setinfo' command")
+			return false
+		}
+		switch {
+		case equalFold(args[2], "lib-name"):
+			s.libName = string(args[3])
+		case equalFold(args[2], "lib-ver"):
+			s.libVer = string(args[3])
+		default:
+			sl.error(fmt.Sprintf("ERR Unrecognized option '%s'", args[2]))
+			return false
+		}
+		sl.ok()
+	}
+	return false
+}
+
+func (s *session) info() string {
+	multi := -1
+	if s.inMulti {
+		multi = 0
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d multi=%d resp=%d lib-name=%s lib-ver=%s\n",
+		s.id, s.c.RemoteAddr(), s.c.LocalAddr(), s.name, s.key.db, multi, s.key.proto, s.libName, s.libVer)
+}
+
+// reset answers RESET: back to a fresh connection's state.
+func (s *session) reset(sl *slot) bool {
+	s.settle()
+	s.unpin(true)
+	s.key = poolKey{proto: 2}
+	s.laneIdx = s.h.shared(s.key).assign()
+	s.cur, s.name, s.libName, s.libVer = nil, "", "", ""
+	sl.answer(func(b []byte) []byte { return redcon.AppendString(b, "RESET") })
+	return false
+}

@@ -1,0 +1,208 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/outrigger/outrigger/pool"
+)
+
+// poolKey is the connection state that upstream connections are set up
+// with; clients with the same state share connections. Pools are per
+// database: a client's SELECT moves it to the pool of that database rather
+// than sending SELECT on a shared connection.
+type poolKey struct {
+	db       int
+	user     string
+	password string
+	proto    int // 2 or 3
+}
+
+// lanes are the shared (multiplexed) upstream connections of one poolKey:
+// size of them, dialed on first use and re-dialed after failure, no more
+// often than the backoff allows. Each client session sticks to one of them,
+// so its commands reach the server in the order it sent them.
+type lanes struct {
+	key   poolKey
+	h     *Handler
+	mu    sync.Mutex
+	slots []laneSlot
+	next  int
+}
+
+type laneSlot struct {
+	l       *lane
+	failed  error
+	retryAt time.Time
+}
+
+// laneBackoff is how long a shared connection that failed to dial answers
+// commands with the dial error instead of dialing again.
+const laneBackoff = 250 * time.Millisecond
+
+// assign picks the shared connection index for a new session.
+func (ls *lanes) assign() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	i := ls.next % len(ls.slots)
+	ls.next++
+	return i
+}
+
+// get returns the live lane at index i, dialing it if needed.
+func (ls *lanes) get(ctx context.Context, i int) (*lane, error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s := &ls.slots[i]
+	if s.l != nil && s.l.alive() {
+		return s.l, nil
+	}
+	if s.failed != nil && time.Now().Before(s.retryAt) {
+		return nil, s.failed
+	}
+	l, err := ls.h.dialLane(ctx, ls.key, ls.h.cfg.Pool.CommandTimeout)
+	if err != nil {
+		s.l, s.failed, s.retryAt = nil, err, time.Now().Add(laneBackoff)
+		return nil, err
+	}
+	s.l, s.failed = l, nil
+	return l, nil
+}
+
+func (ls *lanes) close() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, s := range ls.slots {
+		if s.l != nil {
+			s.l.close(nil)
+		}
+	}
+}
+
+func (ls *lanes) open() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for _, s := range ls.slots {
+		if s.l != nil && s.l.alive() {
+			n++
+		}
+	}
+	return n
+}
+
+// dialLane connects to the upstream and brings the connection to key's
+// state: HELLO with the protocol version (and AUTH when there is a
+// password), then SELECT for a database other than 0. Upstreams must be
+// Redis 6 or newer (HELLO). The upstream's answers are checked: a refused
+// AUTH or SELECT fails the dial with the server's own error.
+func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration) (*lane, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Upstream.ConnectTimeout+h.cfg.Pool.CommandTimeout)
+	defer cancel()
+	conn, _, err := h.up.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// HELLO sets the protocol, authenticates, and answers with the server's
+	// facts, which the lane keeps for clients that send HELLO themselves.
+	args := []string{"HELLO", strconv.Itoa(key.proto)}
+	if key.password != "" {
+		args = append(args, "AUTH", userOrDefault(key.user), key.password)
+	}
+	setup := appendCommand(nil, args...)
+	steps := 1
+	if key.db != 0 {
+		setup = appendCommand(setup, "SELECT", strconv.Itoa(key.db))
+		steps++
+	}
+	var hello []byte
+	if steps > 0 {
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(dl)
+		}
+		if _, err := conn.Write(setup); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		rr := NewReplyReader(conn)
+		for i := 0; i < steps; i++ {
+			rep, err := rr.Next()
+			if err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("redis: upstream setup: %w", err)
+			}
+			if rep.IsError() {
+				conn.Close()
+				return nil, &upstreamError{line: string(trimCRLF(rep.Raw[1:]))}
+			}
+			if i == 0 {
+				hello = append([]byte(nil), rep.Raw...)
+			}
+		}
+		if rr.Buffered() > 0 {
+			conn.Close()
+			return nil, errors.New("redis: upstream sent more than the setup replies")
+		}
+		conn.SetDeadline(time.Time{})
+	}
+	l := newLane(conn, timeout)
+	l.hello = hello
+	return l, nil
+}
+
+// upstreamError is an error reply from the upstream during connection setup
+// (WRONGPASS, NOPERM, ERR DB index is out of range): the client gets it as
+// the server said it.
+type upstreamError struct{ line string }
+
+func (e *upstreamError) Error() string { return e.line }
+
+func userOrDefault(u string) string {
+	if u == "" {
+		return "default"
+	}
+	return u
+}
+
+func trimCRLF(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// appendCommand encodes a command as a RESP array of bulk strings.
+func appendCommand(b []byte, args ...string) []byte {
+	b = redcon.AppendArray(b, len(args))
+	for _, a := range args {
+		b = redcon.AppendBulkString(b, a)
+	}
+	return b
+}
+
+// newPinnedPool makes the bounded pool of dedicated connections for key.
+func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
+	return pool.New(pool.Config{
+		Name:           h.env.Name + "/pinned/db" + strconv.Itoa(key.db),
+		Size:           h.cfg.Pool.PinnedSize,
+		AcquireTimeout: h.cfg.Upstream.ConnectTimeout + h.cfg.Pool.CommandTimeout,
+		IdleTimeout:    5 * time.Minute,
+	}, pool.Hooks[*lane]{
+		// No command timeout: a blocking command may wait as long as it asks.
+		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, 0) },
+		Close: func(l *lane) error { l.close(nil); return nil },
+		Check: func(_ context.Context, l *lane) error {
+			if !l.alive() {
+				return errLaneClosed
+			}
+			return nil
+		},
+	})
+}
+
