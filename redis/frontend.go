@@ -26,9 +26,9 @@ type Handler struct {
 	m       *handlerMetrics
 	nextID  atomic.Int64
 
-	mu       sync.Mutex
-	lanes    map[poolKey]*lanes
-	pinned   map[poolKey]*pool.Pool[*lane]
+	mu     sync.Mutex
+	lanes  map[poolKey]*lanes
+	pinned map[poolKey]*pool.Pool[*lane]
 }
 
 // NewHandler is the sidecar.Builder for redis listeners.

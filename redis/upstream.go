@@ -205,4 +205,3 @@ func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 		},
 	})
 }
-
