@@ -161,6 +161,11 @@ func isTimeout(err error) bool {
 // finish lets the writer write what is answered, then gives back or closes
 // the pinned connection and the client connection.
 func (s *session) finish() {
+	if s.passthrough || s.pinReason == pinBlocking {
+		// The client is gone: nobody waits for the end of a subscription or
+		// a blocking command, and the connection cannot be given back.
+		s.unpin(true)
+	}
 	close(s.queue)
 	<-s.wdone
 	s.unpin(true)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/internal/testenv"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -145,4 +146,39 @@ tcp:
 	}
 	c.Close()
 	<-done
+}
+
+// panicker is a Handler whose every connection panics.
+type panicker struct{ closer }
+
+func (panicker) ServeConn(context.Context, *Conn) { panic("boom") }
+
+func TestHandlerPanicEndsOnlyTheConnection(t *testing.T) {
+	cfg, err := config.Load(config.Source{Data: []byte(`admin: {listen: "off"}
+redis: [{name: r, listen: 127.0.0.1:0, upstream: {address: 127.0.0.1:1}}]
+`), Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
+		config.KindRedis: func(Env, any) (Handler, error) { return panicker{}, nil },
+	}})
+	if err := srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", srv.ListenerAddr("r").String())
+		if err != nil {
+			t.Fatalf("listener gone after a panic: %v", err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("read succeeded")
+		}
+		c.Close()
+	}
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(srv.Metrics().ConnActive.WithLabelValues("r", "redis")) == 0
+	})
 }

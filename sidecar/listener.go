@@ -3,9 +3,11 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,8 +215,20 @@ func (l *Listener) serve() {
 			raw.Close()
 			continue
 		}
-		go ref.h.ServeConn(ref.ctx, c)
+		go serve(ref, c)
 	}
+}
+
+// serve runs one connection; a panic in a handler ends that connection,
+// never the process.
+func serve(ref *handlerRef, c *Conn) {
+	defer func() {
+		if p := recover(); p != nil {
+			ref.log.Error("handler panic; connection closed", "remote", c.RemoteAddr().String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			c.Close()
+		}
+	}()
+	ref.h.ServeConn(ref.ctx, c)
 }
 
 // swap installs a new handler and returns the previous one.
