@@ -202,7 +202,7 @@ type Redis struct {
 	MaxCommandBytes int `koanf:"max_command_bytes" json:"max_command_bytes" default:"536870912"`
 	// RefuseCommands are answered with an error instead of being forwarded
 	// (names as in COMMAND, subcommands as "client|kill").
-	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[shutdown, debug, client|kill, flushall, failover, replicaof, slaveof]"`
+	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[shutdown, debug, client|kill, flushall, failover, replicaof, slaveof, sync, psync]"`
 }
 
 // RedisPool sizes the shared (multiplexed) and pinned upstream connections.

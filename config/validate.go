@@ -119,8 +119,8 @@ func (c *Config) Validate() error {
 		if s.Pool.Size <= 0 {
 			v.add(key+".pool.size", "must be > 0")
 		}
-		if s.Pool.PinnedSize < 0 {
-			v.add(key+".pool.pinned_size", "must be >= 0")
+		if s.Pool.PinnedSize <= 0 {
+			v.add(key+".pool.pinned_size", "must be > 0")
 		}
 		v.positive(key+".pool.command_timeout", s.Pool.CommandTimeout)
 		if s.MaxPipeline <= 0 {

@@ -19,19 +19,25 @@ package docs
 // and the shared shapes written once: "<listener>.name" for the keys every
 // listener has and "<upstream>.address" for the keys of every upstream. The
 // default cell is the field's `default` tag in backticks, or "required" or
-// "none" when the field has no tag. Pipes inside cells are not allowed.
+// "none" when the field has no tag. A list-typed key's default tag is a
+// list written "[a, b]" (config.Load reads it so), and the cell shows the
+// tag as it is. A pipe inside a cell is written "\|", as GitHub-flavoured
+// Markdown wants it, even inside backticks (a refuse_commands default names
+// "client|kill"); any other pipe ends the cell.
 //
 // Metric tables (docs/metrics.md) have the header
 // "| metric | type | labels | meaning |"; the labels cell lists label names
 // in backticks, separated by commas, or says "none".
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -39,6 +45,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +55,7 @@ import (
 	"github.com/outrigger/outrigger/cmd/outrigger/cli"
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/sidecar"
 )
 
 // Secret values that examples reference. The test checks that neither shows
@@ -351,7 +359,11 @@ func (s *schema) walk(t *testing.T, st reflect.Type, prefix string) {
 			continue
 		}
 		def, hasDef := f.Tag.Lookup("default")
-		s.keys[path] = schemaKey{typ: typeName(t, path, ft), def: def, hasDef: hasDef}
+		typ := typeName(t, path, ft)
+		if hasDef && ft.Kind() == reflect.Slice {
+			checkListDefault(t, path, def)
+		}
+		s.keys[path] = schemaKey{typ: typ, def: def, hasDef: hasDef}
 	}
 }
 
@@ -377,13 +389,54 @@ func typeName(t *testing.T, path string, ft reflect.Type) string {
 	return ""
 }
 
+// checkListDefault checks that a list-typed key's default tag is written
+// "[a, b]": config.Load makes a list of that form only; any other tag would
+// be read as one string.
+func checkListDefault(t *testing.T, path, def string) {
+	if !strings.HasPrefix(def, "[") || !strings.HasSuffix(def, "]") {
+		t.Errorf("%s: list default %q is not written [a, b]", path, def)
+		return
+	}
+	inner := strings.TrimSpace(def[1 : len(def)-1])
+	if inner == "" {
+		return // [] is an empty list
+	}
+	for _, item := range strings.Split(inner, ",") {
+		if strings.TrimSpace(item) == "" {
+			t.Errorf("%s: list default %q has an empty item", path, def)
+		}
+	}
+}
+
 // row is one table row with its cells.
 type row struct {
 	line  int
 	cells []string
 }
 
-var pipeRE = regexp.MustCompile(`\s*\|\s*`)
+// splitCells splits a table line into its cells at every pipe that is not
+// escaped as "\|", and turns the escaped ones back into pipes.
+func splitCells(line string) []string {
+	line = strings.TrimPrefix(line, "|")
+	if strings.HasSuffix(line, "|") && !strings.HasSuffix(line, "\\|") {
+		line = strings.TrimSuffix(line, "|")
+	}
+	var cells []string
+	var cur strings.Builder
+	for i := 0; i < len(line); i++ {
+		switch {
+		case line[i] == '\\' && i+1 < len(line) && line[i+1] == '|':
+			cur.WriteByte('|')
+			i++
+		case line[i] == '|':
+			cells = append(cells, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		default:
+			cur.WriteByte(line[i])
+		}
+	}
+	return append(cells, strings.TrimSpace(cur.String()))
+}
 
 // tableRows returns the rows of every table in md whose header is header.
 func tableRows(md string, header ...string) []row {
@@ -396,10 +449,7 @@ func tableRows(md string, header ...string) []row {
 			in = false
 			continue
 		}
-		cells := pipeRE.Split(strings.Trim(line, "|"), -1)
-		for j := range cells {
-			cells[j] = strings.TrimSpace(cells[j])
-		}
+		cells := splitCells(line)
 		if !in {
 			if strings.EqualFold(strings.Join(cells, "|"), strings.Join(header, "|")) {
 				in = true
@@ -567,32 +617,179 @@ func TestEnvAndFlags(t *testing.T) {
 	}
 }
 
-// TestUnbuiltListenerKinds checks what the docs say about postgres and redis
-// listeners: `outrigger run` refuses them with the quoted message. When a
-// frontend is wired in, this fails: update the docs, then this test.
+// TestUnbuiltListenerKinds checks what the docs say about postgres
+// listeners: `outrigger check` and `outrigger run` refuse them with the
+// quoted message. When the Postgres frontend is wired in, this fails:
+// update the docs, then this test.
 func TestUnbuiltListenerKinds(t *testing.T) {
-	configs := map[string]string{
-		"postgres": "postgres: [{name: appdb, listen: \"127.0.0.1:0\", upstream: {address: \"127.0.0.1:5432\"}, auth: {method: trust}}]\n",
-		"redis":    "redis: [{name: cache, listen: \"127.0.0.1:0\", upstream: {address: \"127.0.0.1:6379\"}}]\n",
-	}
-	readme, conf := read(t, "../README.md"), read(t, "configuration.md")
-	for kind, body := range configs {
-		msg := "this build has no " + kind + " listener"
-		for name, md := range map[string]string{"README.md": readme, "configuration.md": conf} {
-			if !strings.Contains(md, msg) {
-				t.Errorf("%s does not quote %q", name, msg)
-			}
+	const body = "postgres: [{name: appdb, listen: \"127.0.0.1:0\", upstream: {address: \"127.0.0.1:5432\"}, auth: {method: trust}}]\n"
+	const msg = "this build has no postgres listener"
+	for name, md := range map[string]string{"README.md": read(t, "../README.md"), "configuration.md": read(t, "configuration.md")} {
+		if !strings.Contains(md, msg) {
+			t.Errorf("%s does not quote %q", name, msg)
 		}
-		path := filepath.Join(t.TempDir(), "outrigger.yaml")
-		os.WriteFile(path, []byte("admin: {listen: \"off\"}\n"+body), 0o644)
+	}
+	path := filepath.Join(t.TempDir(), "outrigger.yaml")
+	if err := os.WriteFile(path, []byte("admin: {listen: \"off\"}\n"+body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"check", "run"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var out bytes.Buffer
-		code := cli.Main(ctx, []string{"run", "-c", path}, cli.Options{Stdout: &out, Stderr: &out, Environ: []string{}})
+		code := cli.Main(ctx, []string{cmd, "-c", path}, cli.Options{Stdout: &out, Stderr: &out, Environ: []string{}})
 		cancel()
 		if code != 1 || !strings.Contains(out.String(), msg) {
-			t.Errorf("outrigger run with a %s listener: exit %d, output:\n%s\nThe docs say it is refused with %q.", kind, code, &out, msg)
+			t.Errorf("outrigger %s with a postgres listener: exit %d, output:\n%s\nThe docs say it is refused with %q.", cmd, code, &out, msg)
 		}
 	}
+}
+
+// TestRedisListenerRuns checks that a redis listener config passes
+// `outrigger check` and runs, and that the replies the docs quote are the
+// ones a client gets from Outrigger itself (no Redis server is needed for
+// these): a refused command, an upstream that cannot be reached, a command
+// over max_command_bytes. It also checks the refuse_commands default.
+func TestRedisListenerRuns(t *testing.T) {
+	// An upstream address where nothing listens: a port that was just free.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+
+	body := fmt.Sprintf("admin: {listen: \"off\"}\nredis:\n  - name: cache\n    listen: \"127.0.0.1:0\"\n    upstream: {address: %q}\n    max_command_bytes: 1024\n", dead)
+	path := filepath.Join(t.TempDir(), "outrigger.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The default refuse list is the tag's list, item by item.
+	cfg, err := config.Load(config.Source{Path: path, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := reflect.TypeFor[config.Redis]().FieldByName("RefuseCommands")
+	var want []string
+	for _, item := range strings.Split(strings.Trim(f.Tag.Get("default"), "[]"), ",") {
+		want = append(want, strings.TrimSpace(item))
+	}
+	if !slices.Equal(cfg.Redis[0].RefuseCommands, want) {
+		t.Errorf("refuse_commands loads as %q, want the default tag's list %q", cfg.Redis[0].RefuseCommands, want)
+	}
+
+	var out bytes.Buffer
+	if code := cli.Main(context.Background(), []string{"check", "-c", path}, cli.Options{Stdout: &out, Stderr: &out, Environ: []string{}}); code != 0 ||
+		!strings.Contains(out.String(), "ok: 1 listener(s): redis cache") {
+		t.Fatalf("outrigger check with a redis listener: exit %d, output:\n%s", code, &out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	started := make(chan net.Addr, 1)
+	exited := make(chan int, 1)
+	var runOut syncBuffer
+	go func() {
+		exited <- cli.Main(ctx, []string{"run", "-c", path}, cli.Options{
+			Stdout: &runOut, Stderr: &runOut, Environ: []string{},
+			Started: func(s *sidecar.Server) { started <- s.ListenerAddr("cache") },
+		})
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-started:
+	case code := <-exited:
+		t.Fatalf("outrigger run with a redis listener exited %d before it started:\n%s", code, runOut.String())
+	}
+	if addr == nil {
+		t.Fatal("the redis listener has no address")
+	}
+
+	ops := read(t, "operations.md")
+	quoted := func(reply, doc string) {
+		t.Helper()
+		if !strings.Contains(ops, doc) {
+			t.Errorf("operations.md does not quote the reply %q as %q", reply, doc)
+		}
+	}
+
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("*1\r\n$8\r\nSHUTDOWN\r\n*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n"))
+	r := bufio.NewReader(c)
+	line := func() string {
+		t.Helper()
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading a reply: %v (got %q)", err, s)
+		}
+		return strings.TrimSuffix(s, "\r\n")
+	}
+	if got := line(); got != "-ERR command 'shutdown' is refused by the proxy" {
+		t.Errorf("SHUTDOWN: got %q", got)
+	} else {
+		quoted(got, "ERR command '<name>' is refused by the proxy")
+	}
+	if got := line(); !strings.HasPrefix(got, "-ERR upstream unavailable: ") || !strings.Contains(got, dead) {
+		t.Errorf("PING with no upstream: got %q", got)
+	} else {
+		quoted(got, "ERR upstream unavailable: ")
+	}
+	if got := line(); got != "$-1" {
+		t.Errorf("CLIENT GETNAME (answered by Outrigger): got %q, want a null reply", got)
+	}
+	c.Close()
+
+	// A command over max_command_bytes: 1024 bytes of a SET whose value
+	// never ends. Outrigger reads them all, answers and closes.
+	c, err = net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	big := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4000\r\n")
+	big = append(big, bytes.Repeat([]byte("x"), 1024-len(big))...)
+	c.Write(big)
+	rest, err := io.ReadAll(c)
+	want1 := "-ERR Protocol error: command larger than 1024 bytes\r\n"
+	if string(rest) != want1 {
+		t.Errorf("a command over max_command_bytes: got %q (%v), want %q and the connection closed", rest, err, want1)
+	} else {
+		quoted(want1, "ERR Protocol error: command larger than N bytes")
+	}
+	c.Close()
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("outrigger run with a redis listener: exit %d, output:\n%s", code, runOut.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("outrigger run did not exit after its context ended")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a running outrigger may write to while
+// the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // metricInfo is one registered metric family.

@@ -1,8 +1,15 @@
 // Package redis is Outrigger's RESP frontend: the part of the sidecar that
 // speaks the Redis protocol to clients and to upstream Redis servers.
 //
-// Two building blocks exist so far; the listener, the multiplexed and
-// pinned upstream connections and the policy hook are still to come.
+// The listener (frontend.go, session.go) serves each client connection with
+// a session. Sessions share a few upstream connections per connection state
+// (lane.go, upstream.go): a lane's writer batches every queued command into
+// one write and its reader matches replies to commands in FIFO order.
+// Commands that change a connection's state (MULTI, WATCH, blocking
+// commands) take a pinned connection from a bounded pool (package pool) and
+// give it back only when it is clean; pub/sub, MONITOR, CLIENT REPLY and
+// CLIENT TRACKING turn the session into a passthrough on a connection of its
+// own. The policy hook is still to come.
 //
 // The command table (commands.go, keys.go, blocking.go, flags.go,
 // category.go, and commands_gen.go, which is generated from a live

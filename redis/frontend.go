@@ -91,6 +91,44 @@ func (h *Handler) shared(key poolKey) *lanes {
 	return ls
 }
 
+// maxPoolKeys bounds the distinct connection states (database, user,
+// protocol) a listener keeps connections for.
+const maxPoolKeys = 256
+
+// enter proves that a connection in key's state can be made and returns the
+// shared connection index for a session moving there. A state that fails
+// (a bad password, a database that does not exist) leaves nothing behind, so
+// clients cannot make the listener hold state without bound.
+func (h *Handler) enter(ctx context.Context, key poolKey) (int, error) {
+	h.mu.Lock()
+	ls := h.lanes[key]
+	n := len(h.lanes)
+	h.mu.Unlock()
+	if ls != nil {
+		idx := ls.assign()
+		_, err := ls.get(ctx, idx)
+		return idx, err
+	}
+	if n >= maxPoolKeys {
+		return 0, fmt.Errorf("too many distinct connection states on this listener (%d)", maxPoolKeys)
+	}
+	l, err := h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout)
+	if err != nil {
+		return 0, err
+	}
+	ls = h.shared(key)
+	ls.mu.Lock()
+	if ls.slots[0].l == nil {
+		ls.slots[0].l = l
+		l = nil
+	}
+	ls.mu.Unlock()
+	if l != nil {
+		l.close(nil) // another session got there first
+	}
+	return ls.assign(), nil
+}
+
 // pinnedPool returns the pool of dedicated connections for key.
 func (h *Handler) pinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 	h.mu.Lock()
@@ -172,7 +210,8 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 
 var outcomes = []string{"ok", "error", "proxy_error"}
 
-// observe counts one answered command by outcome and records its latency.
+// observe counts one answered command by outcome and records its latency;
+// commands the table does not know count as "unknown".
 func (hm *handlerMetrics) observe(c *Command, outcome string, start time.Time) {
 	name := "unknown"
 	if c != nil {

@@ -27,6 +27,10 @@ type request struct {
 // command timeout fails every request in flight, and the lane closes: its
 // reply stream can no longer be matched to requests.
 //
+// The reply clock runs only while requests are in flight (see sent and
+// replied), so an idle lane waits for its next command without limit but
+// still notices at once when the server closes it.
+//
 // A shared lane carries many clients' commands; a pinned lane belongs to one
 // client at a time. In passthrough mode (pub/sub, MONITOR, CLIENT REPLY,
 // CLIENT TRACKING) replies are not matched to requests: every frame goes to
@@ -40,8 +44,9 @@ type lane struct {
 	once    sync.Once
 	err     error
 
-	mu   sync.Mutex
-	sink func(raw []byte, flush bool) error // passthrough: every frame goes here
+	mu       sync.Mutex
+	sink     func(raw []byte, flush bool) error // passthrough: every frame goes here
+	inflight int                                // requests written and not answered
 
 	// hello is the upstream's reply to the HELLO sent when the lane was
 	// set up (nil for RESP2 lanes set up without HELLO).
@@ -120,6 +125,7 @@ func (l *lane) writeLoop() {
 			if r.slot != nil {
 				select {
 				case l.pending <- r:
+					l.sent()
 				case <-l.done:
 					r.slot.fail(l.failure())
 					l.drainQueued()
@@ -161,6 +167,10 @@ func (l *lane) drainQueued() {
 	}
 }
 
+// readLoop reads replies as they come, whether or not a request is
+// waiting: so a lane whose server went away (EOF) closes at once, not on the
+// next command. Each reply completes the oldest pending request; in
+// passthrough it goes to the sink instead.
 func (l *lane) readLoop() {
 	rr := NewReplyReader(l.conn)
 	defer func() {
@@ -175,49 +185,66 @@ func (l *lane) readLoop() {
 		}
 	}()
 	for {
-		var r *request
-		sink := l.passthroughSink()
-		if sink == nil {
-			select {
-			case r = <-l.pending:
-			case <-l.done:
-				return
-			}
-			if l.timeout > 0 {
-				l.conn.SetReadDeadline(time.Now().Add(l.timeout))
-			}
-		} else {
-			l.conn.SetReadDeadline(time.Time{})
-		}
 		rep, err := rr.Next()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("redis: no reply from upstream within %s", l.timeout)
+			} else {
+				err = fmt.Errorf("redis: upstream: %w", err)
+			}
+			l.close(err)
+			return
+		}
+		if sink := l.passthroughSink(); sink != nil {
+			if err := sink(rep.Raw, rr.Buffered() == 0); err != nil {
+				l.close(err)
+				return
+			}
+			continue
+		}
+		var r *request
+		select {
+		case r = <-l.pending:
+		default:
+		}
+		if r == nil || rep.Push {
+			// A reply nobody asked for, or out-of-band data: the stream can
+			// no longer be matched to requests.
+			err := errors.New("redis: upstream sent a reply no command was waiting for")
 			if r != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					err = fmt.Errorf("redis: no reply from upstream within %s", l.timeout)
-				} else {
-					err = fmt.Errorf("redis: upstream: %w", err)
-				}
 				r.slot.fail(err)
 			}
 			l.close(err)
 			return
 		}
-		switch {
-		case sink != nil:
-			if err := sink(rep.Raw, rr.Buffered() == 0); err != nil {
-				l.close(err)
-				return
-			}
-		case rep.Push:
-			// Out-of-band data on a connection in request/reply mode: the
-			// reply stream can no longer be trusted.
-			err := errors.New("redis: unexpected push frame from upstream")
-			r.slot.fail(err)
-			l.close(err)
-			return
-		default:
-			r.slot.complete(rep.Raw)
-		}
+		l.replied()
+		r.slot.complete(rep.Raw)
+	}
+}
+
+// sent counts a request in flight and starts the reply clock if it is the
+// only one.
+func (l *lane) sent() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight++
+	if l.inflight == 1 && l.timeout > 0 {
+		l.conn.SetReadDeadline(time.Now().Add(l.timeout))
+	}
+}
+
+// replied counts a reply: the clock restarts for the next request in flight,
+// or stops when none is left.
+func (l *lane) replied() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	switch {
+	case l.timeout == 0:
+	case l.inflight > 0:
+		l.conn.SetReadDeadline(time.Now().Add(l.timeout))
+	default:
+		l.conn.SetReadDeadline(time.Time{})
 	}
 }
 

@@ -149,6 +149,7 @@ func (s *session) readFailed(err error, tooLarge bool) {
 		return
 	}
 	sl := newSlot(nil)
+	sl.internal = true
 	sl.error(msg)
 	s.queue <- sl
 }
@@ -168,6 +169,10 @@ func (s *session) finish() {
 	}
 	close(s.queue)
 	<-s.wdone
+	if s.releaseAfter { // EXEC, DISCARD, UNWATCH or a blocking reply came last
+		s.releaseAfter = false
+		s.unpin(false)
+	}
 	s.unpin(true)
 	s.c.Close()
 }
@@ -192,7 +197,7 @@ func (s *session) writeLoop() {
 			s.w.Flush()
 		}
 		s.wmu.Unlock()
-		if sl.cmd != nil {
+		if !sl.internal {
 			m.observe(sl.cmd, outcome, sl.start)
 		}
 		after := sl.after
@@ -204,6 +209,10 @@ func (s *session) writeLoop() {
 	s.wmu.Lock()
 	s.w.Flush()
 	s.wmu.Unlock()
+}
+
+func refusedError(c *Command) error {
+	return fmt.Errorf("command '%s' is refused by the proxy", c.Name)
 }
 
 // errorLine renders a proxy-side failure as a RESP error line: the
@@ -254,7 +263,7 @@ func (s *session) dispatch(cmd redcon.Command) bool {
 	c := Lookup(cmd.Args)
 	sl := newSlot(c)
 	if c != nil && s.h.refused[c] {
-		sl.error(fmt.Sprintf("ERR command '%s' is refused by the proxy", c.Name))
+		sl.fail(refusedError(c))
 		s.enqueue(sl)
 		return true
 	}
@@ -285,6 +294,11 @@ func (s *session) dispatch(cmd redcon.Command) bool {
 		return true
 	case "reset":
 		s.local(sl, s.reset(sl))
+		return true
+	case "unsubscribe", "punsubscribe", "sunsubscribe":
+		// Not subscribed (else the session would be in passthrough): answer
+		// as Redis does, without touching a shared connection.
+		s.local(sl, s.unsubscribed(name, cmd.Args, sl))
 		return true
 	case "subscribe", "psubscribe", "ssubscribe":
 		return s.startPassthrough(cmd, sl, pinPubSub)
@@ -412,7 +426,7 @@ func (s *session) startPassthrough(cmd redcon.Command, sl *slot, reason string) 
 	s.dirty = true
 	// Let the writer finish every reply before frames start to flow.
 	barrier := make(chan struct{})
-	sl.cmd = nil
+	sl.internal = true
 	sl.answer(func(b []byte) []byte { return b })
 	sl.after = func() { close(barrier) }
 	s.enqueue(sl)
@@ -444,7 +458,7 @@ func (s *session) passthroughCommand(cmd redcon.Command) bool {
 	l := s.pinned.Conn()
 	if c := Lookup(cmd.Args); c != nil && s.h.refused[c] {
 		s.wmu.Lock()
-		s.w.Write(redcon.AppendError(nil, fmt.Sprintf("ERR command '%s' is refused by the proxy", c.Name)))
+		s.w.Write(redcon.AppendError(nil, errorLine(refusedError(c))))
 		s.w.Flush()
 		s.wmu.Unlock()
 		return true
@@ -481,9 +495,8 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 // the server's own error), and answers sl with ok on success.
 func (s *session) moveTo(key poolKey, sl *slot, ok func([]byte) []byte) bool {
 	s.settle()
-	ls := s.h.shared(key)
-	idx := ls.assign()
-	if _, err := ls.get(s.ctx, idx); err != nil {
+	idx, err := s.h.enter(s.ctx, key)
+	if err != nil {
 		sl.fail(err)
 		return false
 	}
@@ -621,6 +634,36 @@ func (s *session) info() string {
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d multi=%d resp=%d lib-name=%s lib-ver=%s\n",
 		s.id, s.c.RemoteAddr(), s.c.LocalAddr(), s.name, s.key.db, multi, s.key.proto, s.libName, s.libVer)
+}
+
+// unsubscribed answers an UNSUBSCRIBE family command from a client that has
+// no subscriptions: one [kind, channel-or-nil, 0] frame per channel named
+// (or one for none), pushes in RESP3.
+func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
+	sl.answer(func(b []byte) []byte {
+		frame := func(b []byte, ch []byte) []byte {
+			if s.key.proto == 3 {
+				b = append(b, ">3\r\n"...)
+			} else {
+				b = redcon.AppendArray(b, 3)
+			}
+			b = redcon.AppendBulkString(b, kind)
+			if ch == nil {
+				b = redcon.AppendNull(b)
+			} else {
+				b = redcon.AppendBulk(b, ch)
+			}
+			return redcon.AppendInt(b, 0)
+		}
+		if len(args) < 2 {
+			return frame(b, nil)
+		}
+		for _, ch := range args[1:] {
+			b = frame(b, ch)
+		}
+		return b
+	})
+	return false
 }
 
 // reset answers RESET: back to a fresh connection's state.

@@ -17,6 +17,9 @@ type slot struct {
 	err   error  // set instead of buf when the command failed in the proxy
 	cmd   *Command
 	start time.Time
+	// internal slots (a passthrough barrier, a protocol error) are not
+	// commands and are not counted.
+	internal bool
 	// after, if set, runs on the session's writer once the reply is written
 	// (QUIT closes the connection there).
 	after func()

@@ -100,7 +100,7 @@ func (ls *lanes) open() int {
 // dialLane connects to the upstream and brings the connection to key's
 // state: HELLO with the protocol version (and AUTH when there is a
 // password), then SELECT for a database other than 0. Upstreams must be
-// Redis 6 or newer (HELLO). The upstream's answers are checked: a refused
+// Redis 6 or newer (HELLO). timeout is the lane's reply timeout (0: none). The upstream's answers are checked: a refused
 // AUTH or SELECT fails the dial with the server's own error.
 func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration) (*lane, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Upstream.ConnectTimeout+h.cfg.Pool.CommandTimeout)
