@@ -5,57 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
 
-	"github.com/tidwall/redcon"
+	"github.com/outrigger/outrigger/config"
 )
 
-// FuzzCommandRouting feeds arbitrary client bytes to redcon's Reader the way
-// session.run does (through a limitedReader whose count restarts after every
-// ReadCommands) and puts every command it reads through the command table
-// (Lookup, CheckArity, Keys, IsBlocking) and through routeModel, a pure copy
-// of session.dispatch's routing decisions. It reads the input twice: whole,
-// with a 64 KiB limit, and in small misaligned pieces with the smallest
-// max_command_bytes the configuration allows (1024), to exercise the limit
-// path and split reads. Properties:
+// FuzzCommandRouting feeds arbitrary client bytes to a CommandReader the
+// way session.run does and puts every command it reads through the command
+// table (Lookup, CheckArity, Keys, IsBlocking) and through routeModel, a
+// pure copy of session.dispatch's routing decisions. It reads the input
+// twice: whole, with a 64 KiB limit, and in small misaligned pieces with the
+// smallest max_command_bytes the configuration allows (1024), to exercise
+// the limit path and split reads. Properties:
 //
-//   - nothing panics, and the reader stops with errTooLarge exactly when the
-//     limitedReader refused to read more;
+//   - nothing panics; the reader's buffer stays within twice the limit plus
+//     slack; ErrCommandTooLarge comes only from the limit;
 //   - either reading's commands are a prefix of the other's;
-//   - a command has arguments, and its Raw, re-parsed with redcon.Parse,
-//     gives the same arguments;
+//   - a command has arguments, and its Raw is exactly the canonical RESP
+//     encoding of its arguments (what goes upstream is framed as Redis
+//     requires);
 //   - Lookup agrees with a plain lower-cased map lookup, ignores the case of
 //     the command and subcommand names, and modifies nothing;
 //   - every key Keys returns is one of the command's arguments (the same
 //     bytes, not a copy), never the name; Keys keeps what dst held, does not
 //     reallocate a dst with room, and finds the same argument positions when
 //     every argument's ASCII case is changed (as does IsBlocking);
-//   - what session.dispatch forwards upstream is framed the way Redis frames
-//     it, since dispatch sends cmd.Raw as it came;
 //   - a command whose reply is not exactly one frame never goes to a
 //     request/reply connection, whose replies are matched to requests in
 //     order (notOneReply);
 //   - passthrough, once entered, lasts; routing ignores ASCII case.
-//
-// The framing and one-reply properties are broken by bugs in
-// session.dispatch that are reported and not yet fixed: they fail the
-// target. Set OUTRIGGER_FUZZ_SKIP_KNOWN=1 to skip such inputs instead (once
-// every other check has passed), so that fuzzing can look past them. Inputs
-// that hit known bugs in redcon itself, which this package cannot fix, are
-// always skipped, with a message: see redconSpins, readGuarded and
-// maxReaderBuffer.
 func FuzzCommandRouting(f *testing.F) {
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if n, ok := redconSpins(data); ok {
-			t.Skipf("redcon bug: a multibulk count of %d makes Reader.readCommands loop %d times per read", n, n)
-		}
 		whole := readClient(t, bytes.NewReader(data), 64<<10)
 		first, size := 1+len(data)%5, 3+len(data)%29
 		split := readClient(t, &pieceReader{r: bytes.NewReader(data), first: first, size: size}, 1024)
@@ -76,125 +61,36 @@ func FuzzCommandRouting(f *testing.F) {
 				dst = checkCommand(t, cmd, dst)
 			}
 		}
-		known := checkRouting(t, long)
-		if len(known) > 0 && !skipKnownBugs {
+		if known := checkRouting(t, long); len(known) > 0 {
 			t.Fatal(strings.Join(known, "\n"))
-		}
-
-		for _, r := range []readResult{whole, split} {
-			if r.peakBuf > maxReaderBuffer(r.max) {
-				t.Skipf("redcon bug: Reader's buffer grew to %d bytes with a limit of %d per ReadCommands (it never compacts)", r.peakBuf, r.max)
-			}
-		}
-		if len(known) > 0 {
-			t.Skipf("known bugs:\n%s", strings.Join(known, "\n"))
 		}
 	})
 }
 
-// skipKnownBugs turns the failures that checkRouting reports for bugs that
-// are known and not yet fixed into skips, once every check has run.
-var skipKnownBugs = os.Getenv("OUTRIGGER_FUZZ_SKIP_KNOWN") != ""
-
 type readResult struct {
-	cmds    []redcon.Command
-	err     error
-	max     int64
-	peakBuf int // the largest capacity of redcon's internal buffer seen
+	cmds []Cmd // copies: a Cmd is only valid until the reader's next call
+	err  error
 }
 
 // readClient reads commands from r as session.run does, until an error.
-func readClient(t *testing.T, r io.Reader, max int64) readResult {
+func readClient(t *testing.T, r io.Reader, max int) readResult {
 	t.Helper()
-	lr := &limitedReader{r: r, max: max}
-	rd := redcon.NewReader(lr)
-	res := readResult{max: max}
+	cr := NewCommandReader(r, max)
+	var res readResult
 	for {
-		cmds, err := readGuarded(t, rd)
-		if lr.n > max {
-			t.Fatalf("the limitedReader let %d bytes through, max %d", lr.n, max)
-		}
-		lr.n = 0
-		if c := readerBufCap(rd); c > res.peakBuf {
-			res.peakBuf = c
+		cmd, err := cr.Next()
+		if c := cap(cr.rr.buf); c > 2*max+2*MaxInline+8192 {
+			t.Fatalf("reader buffer grew to %d bytes with a limit of %d", c, max)
 		}
 		if err != nil {
-			if lr.fail != errors.Is(err, errTooLarge) {
-				t.Fatalf("ReadCommands: %v, but the limitedReader's fail is %v", err, lr.fail)
+			if errors.Is(err, ErrCommandTooLarge) && !errors.Is(err, ErrReplyLimit) {
+				t.Fatalf("ErrCommandTooLarge without a limit behind it: %v", err)
 			}
 			res.err = err
 			return res
 		}
-		if len(cmds) == 0 {
-			t.Fatalf("ReadCommands returned no commands and no error")
-		}
-		res.cmds = append(res.cmds, cmds...)
+		res.cmds = append(res.cmds, Cmd{Raw: bytes.Clone(cmd.Raw), Args: cloneArgs(cmd.Args)})
 	}
-}
-
-// readGuarded calls rd.ReadCommands, and skips the input when it panics
-// with the known out-of-range index in redcon (a bulk length near
-// math.MaxInt makes i+size+2 wrap negative in Reader.readCommands). Any
-// other panic fails.
-func readGuarded(t *testing.T, rd *redcon.Reader) (cmds []redcon.Command, err error) {
-	t.Helper()
-	var stack []byte
-	var p any
-	func() {
-		defer func() {
-			if p = recover(); p != nil {
-				stack = make([]byte, 16<<10)
-				stack = stack[:runtime.Stack(stack, false)]
-			}
-		}()
-		cmds, err = rd.ReadCommands()
-	}()
-	if p == nil {
-		return cmds, err
-	}
-	msg := fmt.Sprint(p)
-	if _, ok := p.(runtime.Error); ok && strings.HasPrefix(msg, "runtime error: index out of range [-") &&
-		bytes.Contains(stack, []byte("github.com/tidwall/redcon.(*Reader).readCommands")) {
-		t.Skipf("redcon bug: Reader.readCommands panics (%s)", msg)
-	}
-	t.Fatalf("ReadCommands panicked: %v\n%s", p, stack)
-	return nil, nil
-}
-
-// redconSpins reports a multibulk count, at the start of the input or of a
-// line, that would make redcon's Reader spin: for a command whose bulks
-// have not all arrived, readCommands counts up to the multibulk count one
-// increment at a time (the "for j := 0; j < count; j++" loop) on every
-// read, so "*9223372036854775807\r\n" never returns. Counts no larger than
-// the input cost no more than parsing it does, and are fuzzed.
-func redconSpins(data []byte) (int, bool) {
-	for p := 0; p < len(data); p++ {
-		if data[p] != '*' || (p > 0 && data[p-1] != '\n') {
-			continue
-		}
-		nl := bytes.IndexByte(data[p:], '\n')
-		if nl < 2 || data[p+nl-1] != '\r' {
-			continue
-		}
-		n, err := strconv.Atoi(string(data[p+1 : p+nl-1]))
-		if err == nil && n > 4096 && n > len(data) {
-			return n, true
-		}
-	}
-	return 0, false
-}
-
-// maxReaderBuffer is the most a reader needs to buffer when no
-// ReadCommands call reads more than max bytes: the tail of a command left
-// over from the last call (at most max) and what this call reads (at most
-// max), in the 4 KiB first buffer, doubled for growth by doubling.
-func maxReaderBuffer(max int64) int {
-	return 2 * (2*int(max) + 4096)
-}
-
-// readerBufCap returns the capacity of redcon.Reader's unexported buffer.
-func readerBufCap(rd *redcon.Reader) int {
-	return reflect.ValueOf(rd).Elem().FieldByName("buf").Cap()
 }
 
 // pieceReader hands out first bytes, then size bytes at a time: the way a
@@ -219,7 +115,7 @@ func (p *pieceReader) Read(b []byte) (int, error) {
 
 // checkCommand checks one command against the table functions and returns
 // dst, the reused key slice.
-func checkCommand(t *testing.T, cmd redcon.Command, dst [][]byte) [][]byte {
+func checkCommand(t *testing.T, cmd Cmd, dst [][]byte) [][]byte {
 	t.Helper()
 	args := cmd.Args
 	if len(args) == 0 {
@@ -227,12 +123,8 @@ func checkCommand(t *testing.T, cmd redcon.Command, dst [][]byte) [][]byte {
 	}
 	before := cloneArgs(args)
 
-	re, err := redcon.Parse(cmd.Raw)
-	if err != nil {
-		t.Fatalf("Parse(%q): %v", cmd.Raw, err)
-	}
-	if !equalArgs(re.Args, args) {
-		t.Fatalf("Parse(%q) = %q, the reader gave %q", cmd.Raw, re.Args, args)
+	if want := encodeCommand(args); !bytes.Equal(cmd.Raw, want) {
+		t.Fatalf("Raw %q is not the canonical encoding %q of the arguments", cmd.Raw, want)
 	}
 
 	// Lookup, against a plain map lookup and under changes of case.
@@ -505,18 +397,27 @@ type routeModel struct {
 	passthrough, pinned, inMulti, watching, releaseAfter, quit bool
 }
 
-// defaultRefused is the default refuse_commands, resolved as NewHandler
-// resolves it.
-func defaultRefused() map[*Command]bool {
+// defaultRefused is the default refuse_commands (from config.Redis's
+// default tag), resolved as NewHandler resolves it.
+func defaultRefused(t *testing.T) map[*Command]bool {
+	t.Helper()
+	f, ok := reflect.TypeOf(config.Redis{}).FieldByName("RefuseCommands")
+	tag := strings.TrimSpace(f.Tag.Get("default"))
+	if !ok || !strings.HasPrefix(tag, "[") || !strings.HasSuffix(tag, "]") {
+		t.Fatalf("config.Redis.RefuseCommands has no default list: %q", tag)
+	}
 	m := map[*Command]bool{}
-	for _, name := range []string{"shutdown", "debug", "client|kill", "flushall", "failover", "replicaof", "slaveof"} {
+	for _, name := range strings.Split(tag[1:len(tag)-1], ",") {
+		name = strings.TrimSpace(name)
 		var args [][]byte
 		for _, part := range strings.Split(name, "|") {
 			args = append(args, []byte(part))
 		}
-		if c := Lookup(args); c != nil && strings.EqualFold(c.Name, name) {
-			m[c] = true
+		c := Lookup(args)
+		if c == nil || !strings.EqualFold(c.Name, name) {
+			t.Fatalf("refuse_commands default: unknown command %q", name)
 		}
+		m[c] = true
 	}
 	return m
 }
@@ -546,6 +447,8 @@ func (m *routeModel) dispatch(c *Command, args [][]byte) decision {
 		return decision{route: routeLocal}
 	case "reset":
 		m.unpin()
+		return decision{route: routeLocal}
+	case "unsubscribe", "punsubscribe", "sunsubscribe":
 		return decision{route: routeLocal}
 	case "subscribe", "psubscribe", "ssubscribe":
 		return m.startPassthrough(pinPubSub)
@@ -623,9 +526,9 @@ var notOneReply = map[string]string{
 // checkRouting routes cmds through a routeModel, and the same commands with
 // every argument in upper case through another. It returns the violations
 // of properties that known bugs in session.dispatch break.
-func checkRouting(t *testing.T, cmds []redcon.Command) (known []string) {
+func checkRouting(t *testing.T, cmds []Cmd) (known []string) {
 	t.Helper()
-	refused := defaultRefused()
+	refused := defaultRefused(t)
 	m, mf := &routeModel{refused: refused}, &routeModel{refused: refused}
 	for i, cmd := range cmds {
 		if m.quit {
@@ -647,13 +550,6 @@ func checkRouting(t *testing.T, cmds []redcon.Command) (known []string) {
 		if why, ok := notOneReply[cmdNameOrEmpty(c)]; ok && d.requestReply {
 			known = append(known, fmt.Sprintf("command %d %q goes to a %s request/reply connection, but its answer is %s: "+
 				"the replies after it go to the wrong requests (session.dispatch)", i, cmd.Args, d.route, why))
-		}
-		if d.forwardsRaw {
-			if want := encodeCommand(cmd.Args); !bytes.Equal(cmd.Raw, want) {
-				known = append(known, fmt.Sprintf("command %d goes upstream (%v) as %q, which Redis refuses with a protocol error and "+
-					"closes the connection; redcon accepted it as %q (session.dispatch forwards cmd.Raw)",
-					i, d.route, cmd.Raw, want))
-			}
 		}
 	}
 	return known

@@ -130,6 +130,10 @@ type ReplyReader struct {
 	// MaxRetained is the largest buffer kept between replies (default
 	// DefaultMaxRetained).
 	MaxRetained int
+	// Inline makes a top-level line that does not start with '*' one
+	// "reply" of Kind 'i' (a client's inline command), as Redis reads
+	// commands. Replies from servers never set it.
+	Inline bool
 
 	rd  io.Reader
 	buf []byte
@@ -318,6 +322,9 @@ func (rr *ReplyReader) scan() (bool, error) {
 			return false, nil
 		}
 		t := data[0]
+		if rr.Inline && t != '*' && len(rr.stack) == 0 && rr.pos == 0 {
+			return rr.scanInline(data)
+		}
 		lineMax := maxHeaderLine
 		switch t {
 		case '+', '-', ',', '(':
@@ -438,6 +445,27 @@ func (rr *ReplyReader) scan() (bool, error) {
 			return true, nil
 		}
 	}
+}
+
+// MaxInline bounds an inline command's line, as Redis's PROTO_INLINE_MAX_SIZE.
+const MaxInline = 64 << 10
+
+// scanInline finds the end of an inline command: one line up to LF. It is
+// returned whole (CR and LF included) with Kind 'i'.
+func (rr *ReplyReader) scanInline(data []byte) (bool, error) {
+	i := bytes.IndexByte(data[rr.seen:], '\n')
+	if i < 0 {
+		rr.seen = len(data)
+		if rr.seen > MaxInline {
+			return false, rr.limitErr("inline command longer than %d bytes", MaxInline)
+		}
+		rr.need = len(data) + 1
+		return false, nil
+	}
+	rr.pos = rr.seen + i + 1
+	rr.seen, rr.need = 0, 0
+	rr.kind = 'i'
+	return true, nil
 }
 
 // elementDone counts one complete element against the open aggregates and

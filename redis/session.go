@@ -6,10 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/tidwall/redcon"
@@ -79,71 +78,40 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 	return s
 }
 
-// errTooLarge ends a client that sends a command bigger than max_command_bytes.
-var errTooLarge = errors.New("command too large")
-
-// limitedReader fails once more than max bytes arrive between two complete
-// commands, so one client cannot make the reader buffer without bound.
-type limitedReader struct {
-	r    io.Reader
-	n    int64
-	max  int64
-	fail bool
-}
-
-func (lr *limitedReader) Read(p []byte) (int, error) {
-	if lr.n >= lr.max {
-		lr.fail = true
-		return 0, errTooLarge
-	}
-	if rem := lr.max - lr.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := lr.r.Read(p)
-	lr.n += int64(n)
-	return n, err
-}
-
 func (s *session) run() {
 	go s.writeLoop()
-	lr := &limitedReader{r: s.client, max: int64(s.h.cfg.MaxCommandBytes)}
-	rd := redcon.NewReader(lr)
+	cr := NewCommandReader(s.client, s.h.cfg.MaxCommandBytes)
 	s.h.m.clients.Inc()
 	defer s.h.m.clients.Dec()
+	defer s.finish() // also after a panic: the writer and a pinned connection are let go
 	for {
-		cmds, err := rd.ReadCommands()
-		lr.n = 0
+		cmd, err := cr.Next()
 		if err != nil {
-			s.readFailed(err, lr.fail)
-			break
+			s.readFailed(err)
+			return
 		}
-		stop := false
-		for _, cmd := range cmds {
-			if !s.dispatch(cmd) {
-				stop = true
-				break
-			}
-		}
-		if stop {
-			break
+		if !s.dispatch(cmd) {
+			return
 		}
 	}
-	s.finish()
 }
 
 // readFailed answers a malformed or oversized command with an error, as
 // Redis does, before the connection closes.
-func (s *session) readFailed(err error, tooLarge bool) {
+func (s *session) readFailed(err error) {
 	var msg string
 	switch {
-	case tooLarge:
+	case errors.Is(err, ErrCommandTooLarge):
 		msg = fmt.Sprintf("ERR Protocol error: command larger than %d bytes", s.h.cfg.MaxCommandBytes)
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), isTimeout(err):
-		return
-	case strings.HasPrefix(err.Error(), "Protocol error"):
-		msg = "ERR " + err.Error()
+	case errors.Is(err, ErrProtocol):
+		var pe *ProtocolError
+		detail := err.Error()
+		if errors.As(err, &pe) {
+			detail = pe.Detail
+		}
+		msg = "ERR Protocol error: " + detail
 	default:
-		return // a broken connection: nobody to tell
+		return // EOF or a broken connection: nobody to tell
 	}
 	if s.passthrough {
 		return
@@ -162,6 +130,13 @@ func isTimeout(err error) bool {
 // finish lets the writer write what is answered, then gives back or closes
 // the pinned connection and the client connection.
 func (s *session) finish() {
+	if p := recover(); p != nil {
+		// Do not wait for the writer: a slot may never be answered.
+		s.h.env.Logger.Error("redis session panic; connection closed", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		s.unpin(true)
+		s.c.Close()
+		return
+	}
 	if s.passthrough || s.pinReason == pinBlocking {
 		// The client is gone: nobody waits for the end of a subscription or
 		// a blocking command, and the connection cannot be given back.
@@ -231,13 +206,14 @@ func errorLine(err error) string {
 func (s *session) enqueue(sl *slot) { s.queue <- sl }
 
 // send routes one command to lane l in order (see session).
+// raw may be the reader's buffer: it is copied.
 func (s *session) send(l *lane, raw []byte, sl *slot) {
 	if s.cur != l && s.last != nil {
 		<-s.last.done
 	}
 	s.cur, s.last = l, sl
 	s.enqueue(sl)
-	l.send(&request{raw: raw, slot: sl})
+	l.send(&request{raw: bytes.Clone(raw), slot: sl})
 }
 
 // settle waits until the last command sent upstream is answered, then gives
@@ -253,7 +229,7 @@ func (s *session) settle() {
 }
 
 // dispatch routes one command; false ends the session (QUIT).
-func (s *session) dispatch(cmd redcon.Command) bool {
+func (s *session) dispatch(cmd Cmd) bool {
 	if s.passthrough {
 		return s.passthroughCommand(cmd)
 	}
@@ -415,7 +391,7 @@ func isDone(sl *slot) bool {
 // startPassthrough moves the session into passthrough for the rest of its
 // life: a dedicated connection whose every frame (replies, messages, pushes)
 // goes straight to the client, in order.
-func (s *session) startPassthrough(cmd redcon.Command, sl *slot, reason string) bool {
+func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 	if s.pinned == nil {
 		if !s.pin(reason, sl) {
 			return true
@@ -450,11 +426,11 @@ func (s *session) startPassthrough(cmd redcon.Command, sl *slot, reason string) 
 		s.client.Close()
 	}()
 	s.h.m.observe(Lookup(cmd.Args), "ok", sl.start)
-	l.send(&request{raw: cmd.Raw})
+	l.send(&request{raw: bytes.Clone(cmd.Raw)})
 	return true
 }
 
-func (s *session) passthroughCommand(cmd redcon.Command) bool {
+func (s *session) passthroughCommand(cmd Cmd) bool {
 	l := s.pinned.Conn()
 	if c := Lookup(cmd.Args); c != nil && s.h.refused[c] {
 		s.wmu.Lock()
@@ -463,7 +439,7 @@ func (s *session) passthroughCommand(cmd redcon.Command) bool {
 		s.wmu.Unlock()
 		return true
 	}
-	l.send(&request{raw: cmd.Raw})
+	l.send(&request{raw: bytes.Clone(cmd.Raw)})
 	return l.alive()
 }
 
