@@ -28,12 +28,18 @@
 // size, nesting, aggregate length and reply size, and returns each reply's
 // raw bytes, which stay valid until the next call.
 //
-// The data flow these pieces are built for, as DESIGN.md describes it: a
-// client's commands are read a pipeline at a time with
-// github.com/tidwall/redcon; each is looked up in the command table and its
-// category and keys are checked by the policy engine once; allowed commands
-// are written to an upstream connection (a dedicated one when IsBlocking
-// says so, or for MULTI/WATCH and pub/sub); the upstream's replies are
-// framed by a ReplyReader, matched to commands in FIFO order (push frames
-// aside), and forwarded to the client as raw bytes.
+// Client commands are read by a CommandReader (request.go): the same
+// framer in a strict mode for RESP arrays of bulk strings, plus inline
+// commands. It replaces redcon's reader, which a fuzz target showed to be
+// unsafe against hostile clients (a 23-byte multibulk count spun a core
+// forever, a huge bulk length panicked, its buffer never shrank, and it
+// accepted framing Redis refuses, which a proxy would forward). redcon's
+// Append helpers still encode the replies Outrigger writes itself.
+//
+// The data flow: a client's command is read, looked up in the command table
+// (the policy engine will check its category and keys here), and written to
+// an upstream connection (a dedicated one when IsBlocking says so, or for
+// MULTI/WATCH and pub/sub) or answered locally; the upstream's replies are
+// framed by a ReplyReader, matched to commands in FIFO order, and forwarded
+// to the client as raw bytes, in the order the client sent its commands.
 package redis
