@@ -87,11 +87,18 @@ func (s *session) run() {
 	for {
 		cmd, err := cr.Next()
 		if err != nil {
+			s.flush()
 			s.readFailed(err)
 			return
 		}
 		if !s.dispatch(cmd) {
+			s.flush()
 			return
+		}
+		if cr.Buffered() == 0 {
+			// The pipeline read so far is dispatched: one write upstream
+			// for all of it, before the reader waits for more.
+			s.flush()
 		}
 	}
 }
@@ -206,19 +213,32 @@ func errorLine(err error) string {
 func (s *session) enqueue(sl *slot) { s.queue <- sl }
 
 // send routes one command to lane l in order (see session).
-// raw may be the reader's buffer: it is copied.
+// raw may be the reader's buffer: the lane copies it. The command is only
+// queued on the lane; run flushes once the client's pipeline is read (or
+// right away when the session must wait).
 func (s *session) send(l *lane, raw []byte, sl *slot) {
-	if s.cur != l && s.last != nil {
-		<-s.last.done
+	if s.cur != l && s.cur != nil {
+		s.cur.flush()
+		if s.last != nil {
+			<-s.last.done
+		}
 	}
 	s.cur, s.last = l, sl
 	s.enqueue(sl)
-	l.send(&request{raw: bytes.Clone(raw), slot: sl})
+	l.queue(raw, sl)
+}
+
+// flush writes the commands queued on the current lane.
+func (s *session) flush() {
+	if s.cur != nil {
+		s.cur.flush()
+	}
 }
 
 // settle waits until the last command sent upstream is answered, then gives
 // a pinned connection back when the command that needed it is over.
 func (s *session) settle() {
+	s.flush()
 	if s.last != nil {
 		<-s.last.done
 	}
@@ -426,7 +446,7 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 		s.client.Close()
 	}()
 	s.h.m.observe(Lookup(cmd.Args), "ok", sl.start)
-	l.send(&request{raw: bytes.Clone(cmd.Raw)})
+	l.send(cmd.Raw, nil)
 	return true
 }
 
@@ -439,7 +459,7 @@ func (s *session) passthroughCommand(cmd Cmd) bool {
 		s.wmu.Unlock()
 		return true
 	}
-	l.send(&request{raw: bytes.Clone(cmd.Raw)})
+	l.send(cmd.Raw, nil)
 	return l.alive()
 }
 
