@@ -26,9 +26,10 @@ type Handler struct {
 	m       *handlerMetrics
 	nextID  atomic.Int64
 
-	mu     sync.Mutex
-	lanes  map[poolKey]*lanes
-	pinned map[poolKey]*pool.Pool[*lane]
+	probeMu sync.Mutex // serialises proving new connection states (enter)
+	mu      sync.Mutex
+	lanes   map[poolKey]*lanes
+	pinned  map[poolKey]*pool.Pool[*lane]
 }
 
 // NewHandler is the sidecar.Builder for redis listeners.
@@ -111,6 +112,18 @@ func (h *Handler) enter(ctx context.Context, key poolKey) (int, error) {
 	}
 	if n >= maxPoolKeys {
 		return 0, fmt.Errorf("too many distinct connection states on this listener (%d)", maxPoolKeys)
+	}
+	// One probe at a time: a thousand clients arriving with the same new
+	// state wait for the first one's connection instead of dialing their own.
+	h.probeMu.Lock()
+	defer h.probeMu.Unlock()
+	h.mu.Lock()
+	ls = h.lanes[key]
+	h.mu.Unlock()
+	if ls != nil {
+		idx := ls.assign()
+		_, err := ls.get(ctx, idx)
+		return idx, err
 	}
 	l, err := h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout)
 	if err != nil {

@@ -75,8 +75,15 @@ func (l *lane) queue(raw []byte, sl *slot) {
 		l.pending = append(l.pending, sl)
 	}
 	l.wbuf = append(l.wbuf, raw...)
+	big := len(l.wbuf) >= flushAt
 	l.mu.Unlock()
+	if big {
+		l.flush() // a long pipeline goes out in chunks, not all at the end
+	}
 }
+
+// flushAt is how much a lane buffers before a queued command writes it out.
+const flushAt = 64 << 10
 
 // flush writes what is queued, unless another session is writing already
 // (then that one writes it).

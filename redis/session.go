@@ -210,7 +210,16 @@ func errorLine(err error) string {
 // enqueue gives sl its place in the reply stream; it blocks when the client
 // has max_pipeline replies outstanding (backpressure: the reader stops
 // reading the client until the writer catches up).
-func (s *session) enqueue(sl *slot) { s.queue <- sl }
+func (s *session) enqueue(sl *slot) {
+	select {
+	case s.queue <- sl:
+	default:
+		// Full: the replies it waits for may be queued on a lane and not
+		// yet written. Write them, then wait for room.
+		s.flush()
+		s.queue <- sl
+	}
+}
 
 // send routes one command to lane l in order (see session).
 // raw may be the reader's buffer: the lane copies it. The command is only
