@@ -69,10 +69,11 @@ func (l *lane) queue(raw []byte, sl *slot) {
 		return
 	}
 	if sl != nil {
-		if len(l.pending) == l.head && l.timeout > 0 {
-			l.conn.SetReadDeadline(time.Now().Add(l.timeout))
-		}
+		first := len(l.pending) == l.head
 		l.pending = append(l.pending, sl)
+		if first {
+			l.armLocked()
+		}
 	}
 	l.wbuf = append(l.wbuf, raw...)
 	big := len(l.wbuf) >= flushAt
@@ -188,15 +189,10 @@ func (l *lane) readLoop() {
 			sl = l.pending[l.head]
 			l.pending[l.head] = nil
 			l.head++
-			switch {
-			case l.head == len(l.pending):
+			if l.head == len(l.pending) {
 				l.pending, l.head = l.pending[:0], 0
-				if l.timeout > 0 {
-					l.conn.SetReadDeadline(time.Time{})
-				}
-			case l.timeout > 0:
-				l.conn.SetReadDeadline(time.Now().Add(l.timeout))
 			}
+			l.armLocked()
 		}
 		l.mu.Unlock()
 		switch {
@@ -214,6 +210,20 @@ func (l *lane) readLoop() {
 			sl.complete(rep.Raw)
 		}
 	}
+}
+
+// armLocked starts the reply clock for the oldest command in flight, or
+// stops it when there is none or that command is a blocking one (BLPOP
+// waits as long as it asked to). l.mu is held.
+func (l *lane) armLocked() {
+	if l.timeout <= 0 {
+		return
+	}
+	if l.head == len(l.pending) || l.pending[l.head].blocking {
+		l.conn.SetReadDeadline(time.Time{})
+		return
+	}
+	l.conn.SetReadDeadline(time.Now().Add(l.timeout))
 }
 
 // passthrough switches the lane to forwarding every frame to sink (flush is

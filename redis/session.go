@@ -51,13 +51,19 @@ type session struct {
 	cur  *lane // the upstream connection the last command went to
 	last *slot // the last command sent to an upstream
 
-	pinned       *pool.Lease[*lane]
-	pinReason    string
-	inMulti      bool
-	watching     bool
-	releaseAfter bool // give the pinned connection back after last answers
-	dirty        bool // the pinned connection's state changed: close it after
-	passthrough  bool
+	pinned    *pool.Lease[*lane]
+	pinReason string
+	inMulti   bool
+	watching  bool
+	// releaseOn is the command (EXEC, DISCARD, UNWATCH, a blocking command)
+	// whose answer ends the need for the pinned connection: it goes back to
+	// the pool as soon as that answer arrives, even if the client then goes
+	// quiet. pinMu guards it and the pin state against the writer goroutine,
+	// which does that release.
+	releaseOn   *slot
+	pinMu       sync.Mutex
+	dirty       bool // the pinned connection's state changed: close it after
+	passthrough bool
 
 	queue chan *slot
 	wmu   sync.Mutex
@@ -140,22 +146,28 @@ func (s *session) finish() {
 	if p := recover(); p != nil {
 		// Do not wait for the writer: a slot may never be answered.
 		s.h.env.Logger.Error("redis session panic; connection closed", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		s.pinMu.Lock()
 		s.unpin(true)
+		s.pinMu.Unlock()
 		s.c.Close()
 		return
 	}
+	s.pinMu.Lock()
 	if s.passthrough || s.pinReason == pinBlocking {
 		// The client is gone: nobody waits for the end of a subscription or
 		// a blocking command, and the connection cannot be given back.
 		s.unpin(true)
 	}
+	s.pinMu.Unlock()
 	close(s.queue)
 	<-s.wdone
-	if s.releaseAfter { // EXEC, DISCARD, UNWATCH or a blocking reply came last
-		s.releaseAfter = false
+	s.pinMu.Lock()
+	if s.releaseOn != nil && isDone(s.releaseOn) {
+		s.releaseOn = nil
 		s.unpin(false)
 	}
 	s.unpin(true)
+	s.pinMu.Unlock()
 	s.c.Close()
 }
 
@@ -251,9 +263,36 @@ func (s *session) settle() {
 	if s.last != nil {
 		<-s.last.done
 	}
-	if s.releaseAfter {
-		s.releaseAfter = false
+	s.pinMu.Lock()
+	ro := s.releaseOn
+	s.pinMu.Unlock()
+	if ro != nil {
+		<-ro.done
+		s.releaseIfPending(ro)
+	}
+}
+
+// releaseIfPending gives the pinned connection back if sl is still the
+// command whose answer ends its use. The writer calls it once sl's reply is
+// written; the reader calls it before it dispatches anything else.
+func (s *session) releaseIfPending(sl *slot) {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	if s.releaseOn == sl {
+		s.releaseOn = nil
 		s.unpin(false)
+	}
+}
+
+// sendReleasing sends the command that ends the pin (see releaseOn).
+func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
+	sl.after = func() { s.releaseIfPending(sl) }
+	s.send(l, raw, sl)
+	s.pinMu.Lock()
+	s.releaseOn = sl
+	s.pinMu.Unlock()
+	if isDone(sl) { // the writer may have run before releaseOn was set
+		s.releaseIfPending(sl)
 	}
 }
 
@@ -262,7 +301,10 @@ func (s *session) dispatch(cmd Cmd) bool {
 	if s.passthrough {
 		return s.passthroughCommand(cmd)
 	}
-	if s.releaseAfter {
+	s.pinMu.Lock()
+	pendingRelease := s.releaseOn != nil
+	s.pinMu.Unlock()
+	if pendingRelease {
 		s.settle()
 	}
 	c := Lookup(cmd.Args)
@@ -292,7 +334,16 @@ func (s *session) dispatch(cmd Cmd) bool {
 		s.local(sl, s.auth(cmd.Args, sl))
 		return true
 	case "hello":
-		s.local(sl, s.hello(cmd.Args, sl))
+		sent := s.hello(cmd.Args, sl)
+		var ue *upstreamError
+		if sl.err != nil && !errors.As(sl.err, &ue) {
+			// The upstream is unreachable (not a refusal such as
+			// WRONGPASS). Clients read an error reply to HELLO as "this
+			// server has no HELLO" and stay on RESP2 for good; close
+			// instead, as a server that is down would, and they reconnect.
+			return false
+		}
+		s.local(sl, sent)
 		return true
 	case "client|setname", "client|getname", "client|id", "client|info", "client|setinfo":
 		s.local(sl, s.clientCommand(name, cmd.Args, sl))
@@ -326,18 +377,17 @@ func (s *session) dispatch(cmd Cmd) bool {
 			// EXEC and DISCARD end the transaction and unwatch all keys,
 			// whatever their answer: the connection is clean after.
 			s.inMulti, s.watching = false, false
-			s.releaseAfter = true
+			s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
+			return true
 		}
 	case "unwatch":
 		if s.pinned != nil && !s.inMulti {
 			s.watching = false
-			s.releaseAfter = true
+			s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
+			return true
 		}
 	}
 	if s.pinned != nil {
-		if name == "select" || name == "auth" {
-			s.dirty = true
-		}
 		s.send(s.pinned.Conn(), cmd.Raw, sl)
 		return true
 	}
@@ -345,8 +395,8 @@ func (s *session) dispatch(cmd Cmd) bool {
 		if !s.pin(pinBlocking, sl) {
 			return true
 		}
-		s.releaseAfter = true
-		s.send(s.pinned.Conn(), cmd.Raw, sl)
+		sl.blocking = true
+		s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
 		return true
 	}
 	l, err := s.h.shared(s.key).get(s.ctx, s.laneIdx)
@@ -377,7 +427,9 @@ func (s *session) pin(reason string, sl *slot) bool {
 		var lease *pool.Lease[*lane]
 		lease, err = p.Acquire(s.ctx)
 		if err == nil {
+			s.pinMu.Lock()
 			s.pinned, s.pinReason, s.dirty = lease, reason, false
+			s.pinMu.Unlock()
 			s.h.m.pins.WithLabelValues(s.h.env.Name, reason).Inc()
 			return true
 		}
@@ -393,19 +445,17 @@ func (s *session) unpin(abandon bool) {
 	if s.pinned == nil {
 		return
 	}
+	// Callers hold pinMu (or own the session alone) and, with abandon unset,
+	// know the last command on the connection is answered.
 	l := s.pinned.Conn()
-	clean := !abandon && !s.dirty && !s.inMulti && !s.watching && !s.passthrough && l.alive() &&
-		(s.last == nil || isDone(s.last))
+	clean := !abandon && !s.dirty && !s.inMulti && !s.watching && !s.passthrough && l.alive()
 	if clean {
 		s.pinned.Release()
 	} else {
 		s.pinned.Discard()
 	}
-	if s.cur == l {
-		s.cur = nil
-	}
 	s.pinned, s.pinReason = nil, ""
-	s.inMulti, s.watching, s.dirty, s.releaseAfter = false, false, false, false
+	s.inMulti, s.watching, s.dirty, s.releaseOn = false, false, false, nil
 }
 
 func isDone(sl *slot) bool {
@@ -423,7 +473,11 @@ func isDone(sl *slot) bool {
 func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 	if s.pinned == nil {
 		if !s.pin(reason, sl) {
-			return true
+			// As if the server were down: the error, then the connection
+			// closes, so a subscriber reconnects and subscribes again
+			// rather than waiting on a connection that carries nothing.
+			s.settle()
+			return false
 		}
 	} else {
 		s.settle()
@@ -674,7 +728,9 @@ func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
 // reset answers RESET: back to a fresh connection's state.
 func (s *session) reset(sl *slot) bool {
 	s.settle()
+	s.pinMu.Lock()
 	s.unpin(true)
+	s.pinMu.Unlock()
 	s.key = poolKey{proto: 2}
 	s.laneIdx = s.h.shared(s.key).assign()
 	s.cur, s.name, s.libName, s.libVer = nil, "", "", ""

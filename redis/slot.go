@@ -17,6 +17,8 @@ type slot struct {
 	err   error  // set instead of buf when the command failed in the proxy
 	cmd   *Command
 	start time.Time
+	// blocking commands stop the upstream reply clock while they wait.
+	blocking bool
 	// internal slots (a passthrough barrier, a protocol error) are not
 	// commands and are not counted.
 	internal bool

@@ -194,8 +194,8 @@ func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 		AcquireTimeout: h.cfg.Upstream.ConnectTimeout + h.cfg.Pool.CommandTimeout,
 		IdleTimeout:    5 * time.Minute,
 	}, pool.Hooks[*lane]{
-		// No command timeout: a blocking command may wait as long as it asks.
-		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, 0) },
+		// The reply clock does not run for blocking commands (see armLocked).
+		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout) },
 		Close: func(l *lane) error { l.close(nil); return nil },
 		Check: func(_ context.Context, l *lane) error {
 			if !l.alive() {
