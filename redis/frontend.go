@@ -67,15 +67,11 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 	client := c.Counting()
 	if h.env.ServerTLS != nil {
-		tc, principal, err := sidecar.ServerHandshake(ctx, c.Counting(), h.env.ServerTLS, nil, h.env.Name)
-		if err != nil {
-			h.env.Metrics.ConnRefused.WithLabelValues(h.env.Name, string(h.env.Kind), "tls").Inc()
-			h.env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
-			c.Close()
+		tc, _, ok := h.env.AcceptTLS(ctx, c, nil)
+		if !ok {
 			return
 		}
 		client = tc
-		h.env.Logger.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal)
 	}
 	h.newSession(ctx, c, client).run()
 }

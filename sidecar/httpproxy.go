@@ -269,16 +269,9 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, c *Conn) {
 	}
 	var nc net.Conn = c.Counting()
 	if p.env.ServerTLS != nil {
-		tc, principal, err := ServerHandshake(ctx, nc, p.env.ServerTLS, []string{"h2", "http/1.1"}, p.env.Name)
-		if err != nil {
-			p.m.ConnRefused.WithLabelValues(p.env.Name, string(config.KindHTTP), "tls").Inc()
-			p.log.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
-			c.Close()
+		tc, _, ok := p.env.AcceptTLS(ctx, c, []string{"h2", "http/1.1"})
+		if !ok {
 			return
-		}
-		if principal != "" {
-			p.log.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal,
-				"alpn", tc.ConnectionState().NegotiatedProtocol)
 		}
 		nc = tc // unwrapped: http.Server speaks HTTP/2 only on a *tls.Conn
 	}

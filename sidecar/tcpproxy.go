@@ -46,15 +46,12 @@ func (p *TCPProxy) ServeConn(ctx context.Context, c *Conn) {
 	if p.env.ServerTLS != nil {
 		// Count bytes on the wire, TLS records included, as the HTTP
 		// listener does; Pipe then sees the decrypted stream.
-		tc, principal, err := ServerHandshake(ctx, c.Counting(), p.env.ServerTLS, nil, p.env.Name)
-		if err != nil {
-			p.env.Metrics.ConnRefused.WithLabelValues(p.env.Name, string(p.env.Kind), "tls").Inc()
-			p.env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
+		tc, _, ok := p.env.AcceptTLS(ctx, c, nil)
+		if !ok {
 			return
 		}
 		client = tc
 		received, sent = func(int64) {}, func(int64) {}
-		p.env.Logger.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal)
 	}
 	up, addr, err := p.up.Dial(ctx)
 	if err != nil {

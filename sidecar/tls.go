@@ -229,6 +229,26 @@ func ServerHandshake(ctx context.Context, conn net.Conn, p *TLSProfile, nextProt
 	return tc, PeerIdentity(tc.ConnectionState()), nil
 }
 
+// AcceptTLS runs the server side of TLS for a client connection of the
+// listener env describes: over c.Counting(), so the listener's byte counters
+// see the bytes on the wire. A failed handshake is counted as a refused
+// connection, logged, and closes c (ok is false). The client's principal is
+// logged when it has one.
+func (env Env) AcceptTLS(ctx context.Context, c *Conn, nextProtos []string) (tc *tls.Conn, principal string, ok bool) {
+	tc, principal, err := ServerHandshake(ctx, c.Counting(), env.ServerTLS, nextProtos, env.Name)
+	if err != nil {
+		env.Metrics.ConnRefused.WithLabelValues(env.Name, string(env.Kind), "tls").Inc()
+		env.Logger.Info("client refused", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return nil, "", false
+	}
+	if principal != "" {
+		env.Logger.Info("client authenticated", "remote", c.RemoteAddr().String(), "principal", principal,
+			"alpn", tc.ConnectionState().NegotiatedProtocol)
+	}
+	return tc, principal, true
+}
+
 // HandshakeFailureReason sorts a handshake error into a bounded set of words
 // for metrics and logs: no_certificate, unknown_ca, expired_certificate,
 // bad_certificate, client_rejected_certificate (the client distrusts the
