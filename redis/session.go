@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/tidwall/redcon"
 
@@ -65,46 +66,47 @@ type session struct {
 	dirty       bool // the pinned connection's state changed: close it after
 	passthrough bool
 
-	queue chan *slot
-	wmu   sync.Mutex
-	w     *bufio.Writer
-	wdone chan struct{}
+	// out holds the slots of the commands read since the last drain, in
+	// order; drain writes their replies.
+	out []*slot
+	in  peekConn // the client, as the command reader reads it
+	wmu sync.Mutex
+	w   *bufio.Writer
 }
 
 func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Conn) *session {
 	s := &session{
 		h: h, c: c, client: client, ctx: ctx,
-		id:    h.nextID.Add(1),
-		key:   poolKey{proto: 2},
-		queue: make(chan *slot, h.cfg.MaxPipeline),
-		w:     bufio.NewWriterSize(client, 16<<10),
-		wdone: make(chan struct{}),
+		id:  h.nextID.Add(1),
+		key: poolKey{proto: 2},
+		out: make([]*slot, 0, 64),
+		in:  peekConn{Conn: client},
+		w:   bufio.NewWriterSize(client, 16<<10),
 	}
 	s.laneIdx = h.shared(s.key).assign()
 	return s
 }
 
 func (s *session) run() {
-	go s.writeLoop()
-	cr := NewCommandReader(s.client, s.h.cfg.MaxCommandBytes)
+	cr := NewCommandReader(&s.in, s.h.cfg.MaxCommandBytes)
 	s.h.m.clients.Inc()
 	defer s.h.m.clients.Dec()
-	defer s.finish() // also after a panic: the writer and a pinned connection are let go
+	defer s.finish() // also after a panic: a pinned connection is let go
 	for {
 		cmd, err := cr.Next()
 		if err != nil {
-			s.flush()
 			s.readFailed(err)
 			return
 		}
 		if !s.dispatch(cmd) {
-			s.flush()
 			return
 		}
 		if cr.Buffered() == 0 {
 			// The pipeline read so far is dispatched: one write upstream
-			// for all of it, before the reader waits for more.
+			// for all of it, then its replies, in order, in one write to
+			// the client, before the reader waits for more.
 			s.flush()
+			s.drain()
 		}
 	}
 }
@@ -132,7 +134,7 @@ func (s *session) readFailed(err error) {
 	sl := newSlot(nil)
 	sl.internal = true
 	sl.error(msg)
-	s.queue <- sl
+	s.out = append(s.out, sl)
 }
 
 func isTimeout(err error) bool {
@@ -159,8 +161,8 @@ func (s *session) finish() {
 		s.unpin(true)
 	}
 	s.pinMu.Unlock()
-	close(s.queue)
-	<-s.wdone
+	s.flush()
+	s.drain()
 	s.pinMu.Lock()
 	if s.releaseOn != nil && isDone(s.releaseOn) {
 		s.releaseOn = nil
@@ -171,12 +173,27 @@ func (s *session) finish() {
 	s.c.Close()
 }
 
-func (s *session) writeLoop() {
-	defer close(s.wdone)
+// drain writes the replies of every command read since the last drain, in
+// the order the client sent them, waiting for each in turn; what is ready is
+// written before any wait. A blocking command is waited for while the
+// client is watched, so a client that leaves is noticed (see waitBlocking).
+func (s *session) drain() {
+	if len(s.out) == 0 {
+		return
+	}
 	m := s.h.m
-	for sl := range s.queue {
-		<-sl.done
-		s.wmu.Lock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for i, sl := range s.out {
+		if !isDone(sl) {
+			s.w.Flush()
+			if sl.blocking {
+				s.wmu.Unlock()
+				s.waitBlocking(sl)
+				s.wmu.Lock()
+			}
+			<-sl.done
+		}
 		outcome := "ok"
 		if sl.err != nil {
 			outcome = "proxy_error"
@@ -187,22 +204,75 @@ func (s *session) writeLoop() {
 			}
 			s.w.Write(sl.buf)
 		}
-		if len(s.queue) == 0 {
-			s.w.Flush()
-		}
-		s.wmu.Unlock()
 		if !sl.internal {
 			m.observe(sl.cmd, outcome, sl.start)
 		}
 		after := sl.after
 		releaseSlot(sl)
+		s.out[i] = nil
 		if after != nil {
+			s.wmu.Unlock()
 			after()
+			s.wmu.Lock()
 		}
 	}
-	s.wmu.Lock()
+	s.out = s.out[:0]
 	s.w.Flush()
-	s.wmu.Unlock()
+}
+
+// waitBlocking waits for a blocking command's reply while reading one byte
+// from the client on the side: if the client goes away, the pinned
+// connection is closed at once (which fails the command) instead of being
+// held until the command times out, possibly never. A byte that arrives
+// (the client pipelined more) is kept for the command reader.
+func (s *session) waitBlocking(sl *slot) {
+	res := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		n, err := s.client.Read(b[:])
+		if n == 1 {
+			s.in.push(b[0])
+		}
+		res <- err
+	}()
+	select {
+	case <-sl.done:
+		s.client.SetReadDeadline(time.Unix(1, 0))
+		<-res
+		s.client.SetReadDeadline(time.Time{})
+	case err := <-res:
+		if err != nil {
+			s.pinMu.Lock()
+			s.unpin(true)
+			s.pinMu.Unlock()
+		}
+	}
+}
+
+// peekConn is the client connection with bytes read on the side
+// (waitBlocking) put back in front.
+type peekConn struct {
+	net.Conn
+	mu  sync.Mutex
+	pre []byte
+}
+
+func (p *peekConn) push(b byte) {
+	p.mu.Lock()
+	p.pre = append(p.pre, b)
+	p.mu.Unlock()
+}
+
+func (p *peekConn) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		p.mu.Unlock()
+		return n, nil
+	}
+	p.mu.Unlock()
+	return p.Conn.Read(b)
 }
 
 func refusedError(c *Command) error {
@@ -219,17 +289,14 @@ func errorLine(err error) string {
 	return "ERR " + err.Error()
 }
 
-// enqueue gives sl its place in the reply stream; it blocks when the client
-// has max_pipeline replies outstanding (backpressure: the reader stops
-// reading the client until the writer catches up).
+// enqueue gives sl its place in the reply stream. When max_pipeline
+// replies are outstanding the session stops reading the client and writes
+// them first (backpressure).
 func (s *session) enqueue(sl *slot) {
-	select {
-	case s.queue <- sl:
-	default:
-		// Full: the replies it waits for may be queued on a lane and not
-		// yet written. Write them, then wait for room.
+	s.out = append(s.out, sl)
+	if len(s.out) >= s.h.cfg.MaxPipeline {
 		s.flush()
-		s.queue <- sl
+		s.drain()
 	}
 }
 
@@ -245,8 +312,8 @@ func (s *session) send(l *lane, raw []byte, sl *slot) {
 		}
 	}
 	s.cur, s.last = l, sl
+	l.queue(raw, sl) // before enqueue, which may wait for sl
 	s.enqueue(sl)
-	l.queue(raw, sl)
 }
 
 // flush writes the commands queued on the current lane.
@@ -322,10 +389,8 @@ func (s *session) dispatch(cmd Cmd) bool {
 	case "quit":
 		s.settle()
 		sl.ok()
-		done := make(chan struct{})
-		sl.after = func() { close(done) }
-		s.enqueue(sl)
-		<-done
+		s.out = append(s.out, sl)
+		s.drain()
 		return false
 	case "select":
 		s.local(sl, s.selectDB(cmd.Args, sl))
@@ -483,13 +548,8 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 		s.settle()
 	}
 	s.dirty = true
-	// Let the writer finish every reply before frames start to flow.
-	barrier := make(chan struct{})
-	sl.internal = true
-	sl.answer(func(b []byte) []byte { return b })
-	sl.after = func() { close(barrier) }
-	s.enqueue(sl)
-	<-barrier
+	// Every reply so far goes out before frames start to flow.
+	s.drain()
 	s.passthrough = true
 	l := s.pinned.Conn()
 	l.passthrough(func(raw []byte, flush bool) error {
