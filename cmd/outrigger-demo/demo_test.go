@@ -30,14 +30,20 @@ func TestRenderConfig(t *testing.T) {
 		listenerAppDB: {data.AppDB, data.Postgres},
 		listenerCache: {data.Cache, data.Redis},
 	}
-	if len(cfg.TCP) != len(want) {
-		t.Fatalf("%d tcp listeners, want %d", len(cfg.TCP), len(want))
+	got := map[string][2]string{}
+	for _, l := range cfg.Listeners() {
+		got[l.Name] = [2]string{l.Listen, l.Upstreams()[0].Address}
 	}
-	for _, l := range cfg.TCP {
-		w, ok := want[l.Name]
-		if !ok || l.Listen != w[0] || l.Upstream.Address != w[1] {
-			t.Errorf("listener %s: listen %s upstream %s; want %v", l.Name, l.Listen, l.Upstream.Address, w)
+	if len(got) != len(want) {
+		t.Fatalf("listeners %v, want %v", got, want)
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("listener %s: listen/upstream %v, want %v", name, got[name], w)
 		}
+	}
+	if len(cfg.Redis) != 1 || cfg.Redis[0].Name != listenerCache {
+		t.Errorf("the cache is not behind a redis listener: %+v", cfg.Redis)
 	}
 }
 
