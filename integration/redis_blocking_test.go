@@ -18,7 +18,7 @@ func TestRedisClientLeavesDuringBlockingCommand(t *testing.T) {
 	integrationOnly(t)
 	up := testenv.StartRedis(t, testenv.RedisOptions{})
 	listen := testenv.FreeAddr(t)
-	startOutrigger(t, redisProxyConfigPinned(listen, up.Addr, 2, 1, 3*time.Second))
+	o := startOutrigger(t, redisProxyConfigPinned(listen, up.Addr, 2, 1, 3*time.Second))
 
 	c, err := net.Dial("tcp", listen)
 	if err != nil {
@@ -49,4 +49,10 @@ func TestRedisClientLeavesDuringBlockingCommand(t *testing.T) {
 	if err != nil || len(cmds) != 2 || cmds[1].(*redis.StatusCmd).Val() != "PONG" {
 		t.Fatalf("pipeline after a blocking command: %v %v", cmds, err)
 	}
+	// One pinned connection (the first client's was closed, this one's is
+	// idle in the pool) and at least one shared one.
+	eventually(t, "the upstream connection gauges", func() bool {
+		return o.metric(`outrigger_redis_upstream_connections{kind="pinned",listener="`+redisListener+`"}`) == 1 &&
+			o.metric(`outrigger_redis_upstream_connections{kind="shared",listener="`+redisListener+`"}`) >= 1
+	})
 }

@@ -64,6 +64,7 @@ type Metrics struct {
 	RedisCommandDuration *prometheus.HistogramVec
 	RedisClients         *prometheus.GaugeVec
 	RedisPins            *prometheus.CounterVec
+	RedisUpstreamConns   *prometheus.GaugeVec
 }
 
 // BuildInfo describes the binary for the outrigger_build_info metric.
@@ -142,6 +143,9 @@ func New(info BuildInfo) *Metrics {
 			"Time from reading a command to its reply being ready, by command.", LatencyBuckets, "listener", "command"),
 		RedisClients: f.gaugeVec("redis", "clients",
 			"Client sessions open on a redis listener.", "listener"),
+		RedisUpstreamConns: f.gaugeVec("redis", "upstream_connections",
+			"Upstream connections open, by kind: shared (multiplexed) or pinned (dedicated, in use or idle in their pool).",
+			"listener", "kind"),
 		RedisPins: f.counterVec("redis", "pins_total",
 			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",
 			"listener", "reason"),
@@ -192,7 +196,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
-		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins,
+		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
 	} {
 		v.DeletePartialMatch(l)
 	}

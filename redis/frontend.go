@@ -121,7 +121,7 @@ func (h *Handler) enter(ctx context.Context, key poolKey) (int, error) {
 		_, err := ls.get(ctx, idx)
 		return idx, err
 	}
-	l, err := h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout)
+	l, err := h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout, "shared")
 	if err != nil {
 		return 0, err
 	}

@@ -49,10 +49,13 @@ type lane struct {
 
 	// hello is the upstream's reply to the HELLO sent when the lane was set up.
 	hello []byte
+
+	onClose func()
 }
 
-func newLane(conn net.Conn, timeout time.Duration) *lane {
-	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{})}
+// newLane starts driving conn; onClose, if set, runs once when it closes.
+func newLane(conn net.Conn, timeout time.Duration, onClose func()) *lane {
+	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), onClose: onClose}
 	go l.readLoop()
 	return l
 }
@@ -161,6 +164,9 @@ func (l *lane) close(err error) {
 		failWith := l.failure()
 		for _, sl := range left {
 			sl.fail(failWith)
+		}
+		if l.onClose != nil {
+			l.onClose()
 		}
 	})
 }

@@ -66,7 +66,7 @@ func (ls *lanes) get(ctx context.Context, i int) (*lane, error) {
 	if s.failed != nil && time.Now().Before(s.retryAt) {
 		return nil, s.failed
 	}
-	l, err := ls.h.dialLane(ctx, ls.key, ls.h.cfg.Pool.CommandTimeout)
+	l, err := ls.h.dialLane(ctx, ls.key, ls.h.cfg.Pool.CommandTimeout, "shared")
 	if err != nil {
 		s.l, s.failed, s.retryAt = nil, err, time.Now().Add(laneBackoff)
 		return nil, err
@@ -102,7 +102,7 @@ func (ls *lanes) open() int {
 // password), then SELECT for a database other than 0. Upstreams must be
 // Redis 6 or newer (HELLO). timeout is the lane's reply timeout (0: none). The upstream's answers are checked: a refused
 // AUTH or SELECT fails the dial with the server's own error.
-func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration) (*lane, error) {
+func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration, kind string) (*lane, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Upstream.ConnectTimeout+h.cfg.Pool.CommandTimeout)
 	defer cancel()
 	conn, _, err := h.up.Dial(ctx)
@@ -151,7 +151,9 @@ func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Durati
 		}
 		conn.SetDeadline(time.Time{})
 	}
-	l := newLane(conn, timeout)
+	g := h.env.Metrics.RedisUpstreamConns.WithLabelValues(h.env.Name, kind)
+	g.Inc()
+	l := newLane(conn, timeout, g.Dec)
 	l.hello = hello
 	return l, nil
 }
@@ -195,7 +197,7 @@ func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 		IdleTimeout:    5 * time.Minute,
 	}, pool.Hooks[*lane]{
 		// The reply clock does not run for blocking commands (see armLocked).
-		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout) },
+		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout, "pinned") },
 		Close: func(l *lane) error { l.close(nil); return nil },
 		Check: func(_ context.Context, l *lane) error {
 			if !l.alive() {
