@@ -197,7 +197,9 @@ func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 		IdleTimeout:    5 * time.Minute,
 	}, pool.Hooks[*lane]{
 		// The reply clock does not run for blocking commands (see armLocked).
-		Dial:  func(ctx context.Context) (*lane, error) { return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout, "pinned") },
+		Dial: func(ctx context.Context) (*lane, error) {
+			return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout, "pinned")
+		},
 		Close: func(l *lane) error { l.close(nil); return nil },
 		Check: func(_ context.Context, l *lane) error {
 			if !l.alive() {
