@@ -200,9 +200,39 @@ type Redis struct {
 	// MaxCommandBytes caps one command's size (and what one client may send
 	// ahead of a complete command).
 	MaxCommandBytes int `koanf:"max_command_bytes" json:"max_command_bytes" default:"536870912"`
+	Auth RedisAuth `koanf:"auth" json:"auth"`
 	// RefuseCommands are answered with an error instead of being forwarded
 	// (names as in COMMAND, subcommands as "client|kill").
 	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[shutdown, debug, client|kill, flushall, failover, replicaof, slaveof, sync, psync]"`
+}
+
+// RedisAuth is client authentication on a Redis listener. Without users,
+// AUTH and HELLO AUTH go to the upstream as the client sent them.
+type RedisAuth struct {
+	// Users are Outrigger's own users: a client that authenticates as one
+	// is connected upstream as that user's upstream_user, so the app needs
+	// no Redis secret.
+	Users []RedisUser `koanf:"users" json:"users,omitempty"`
+	// Required answers every command but AUTH, HELLO, PING and QUIT with
+	// NOAUTH until the client has authenticated as one of users.
+	Required bool `koanf:"required" json:"required" default:"false"`
+	// UpstreamUser and UpstreamPassword are what clients that did not
+	// authenticate are connected upstream as ("" : no AUTH).
+	UpstreamUser     string `koanf:"upstream_user" json:"upstream_user,omitempty"`
+	UpstreamPassword Secret `koanf:"upstream_password" json:"upstream_password,omitempty"`
+}
+
+// RedisUser is one of Outrigger's own Redis users.
+type RedisUser struct {
+	Name string `koanf:"name" json:"name"`
+	// Password may be a literal or hold ${ENV} references.
+	Password     Secret `koanf:"password" json:"password,omitempty"`
+	PasswordFile string `koanf:"password_file" json:"password_file,omitempty"`
+	// UpstreamUser and UpstreamPassword are the Redis ACL user this user is
+	// connected as ("" user: the default user).
+	UpstreamUser         string `koanf:"upstream_user" json:"upstream_user,omitempty"`
+	UpstreamPassword     Secret `koanf:"upstream_password" json:"upstream_password,omitempty"`
+	UpstreamPasswordFile string `koanf:"upstream_password_file" json:"upstream_password_file,omitempty"`
 }
 
 // RedisPool sizes the shared (multiplexed) and pinned upstream connections.

@@ -390,34 +390,46 @@ func (c *Config) resolve(base string, environ []string) []error {
 		rel(&u.TLS.Cert)
 		rel(&u.TLS.Key)
 	}
+	// secret resolves a Secret at key: from its file (key_file) when that
+	// is set, else by expanding ${ENV} references.
+	secret := func(key string, v *Secret, file *string) {
+		if file != nil && *file != "" {
+			rel(file)
+			b, err := os.ReadFile(*file)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_file: %w", key, err))
+				return
+			}
+			if *v != "" {
+				errs = append(errs, fmt.Errorf("%s: set %s or %s_file, not both", key, lastPart(key), lastPart(key)))
+			}
+			*v = Secret(strings.TrimSpace(string(b)))
+			return
+		}
+		x, err := expandSecret(string(*v), lookup)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+		*v = Secret(x)
+	}
 	for i := range c.Postgres {
 		pg := &c.Postgres[i]
 		upstream(&pg.Upstream)
 		for j := range pg.Auth.Users {
 			u := &pg.Auth.Users[j]
-			key := fmt.Sprintf("postgres[%d].auth.users[%d]", i, j)
-			if u.PasswordFile != "" {
-				rel(&u.PasswordFile)
-				b, err := os.ReadFile(u.PasswordFile)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s.password_file: %w", key, err))
-					continue
-				}
-				if u.Password != "" {
-					errs = append(errs, fmt.Errorf("%s: set password or password_file, not both", key))
-				}
-				u.Password = Secret(strings.TrimSpace(string(b)))
-				continue
-			}
-			v, err := expandSecret(string(u.Password), lookup)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s.password: %w", key, err))
-			}
-			u.Password = Secret(v)
+			secret(fmt.Sprintf("postgres[%d].auth.users[%d].password", i, j), &u.Password, &u.PasswordFile)
 		}
 	}
 	for i := range c.Redis {
-		upstream(&c.Redis[i].Upstream)
+		r := &c.Redis[i]
+		upstream(&r.Upstream)
+		secret(fmt.Sprintf("redis[%d].auth.upstream_password", i), &r.Auth.UpstreamPassword, nil)
+		for j := range r.Auth.Users {
+			u := &r.Auth.Users[j]
+			key := fmt.Sprintf("redis[%d].auth.users[%d]", i, j)
+			secret(key+".password", &u.Password, &u.PasswordFile)
+			secret(key+".upstream_password", &u.UpstreamPassword, &u.UpstreamPasswordFile)
+		}
 	}
 	for i := range c.TCP {
 		upstream(&c.TCP[i].Upstream)
@@ -429,5 +441,7 @@ func (c *Config) resolve(base string, environ []string) []error {
 	}
 	return errs
 }
+
+func lastPart(key string) string { return key[strings.LastIndex(key, ".")+1:] }
 
 func keyPath(section string, i int) string { return fmt.Sprintf("%s[%d]", section, i) }

@@ -123,6 +123,23 @@ func (c *Config) Validate() error {
 			v.add(key+".pool.pinned_size", "must be > 0")
 		}
 		v.positive(key+".pool.command_timeout", s.Pool.CommandTimeout)
+		users := map[string]bool{}
+		for j, u := range s.Auth.Users {
+			ukey := fmt.Sprintf("%s.auth.users[%d]", key, j)
+			switch {
+			case u.Name == "":
+				v.add(ukey+".name", "required")
+			case users[u.Name]:
+				v.add(ukey+".name", "user %q is listed twice", u.Name)
+			}
+			users[u.Name] = true
+			if u.Password == "" {
+				v.add(ukey+".password", "required (or password_file)")
+			}
+		}
+		if s.Auth.Required && len(s.Auth.Users) == 0 {
+			v.add(key+".auth.required", "needs auth.users")
+		}
 		if s.MaxPipeline <= 0 {
 			v.add(key+".max_pipeline", "must be > 0")
 		}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"strings"
 	"sync"
@@ -74,6 +75,36 @@ func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 		client = tc
 	}
 	h.newSession(ctx, c, client).run()
+}
+
+// initialKey is the connection state a new client starts in: RESP2,
+// database 0, and the upstream user for clients that did not authenticate.
+func (h *Handler) initialKey() poolKey {
+	return poolKey{proto: 2, user: h.cfg.Auth.UpstreamUser, password: h.cfg.Auth.UpstreamPassword.Reveal()}
+}
+
+// mapUser checks the credentials in key (as the client gave them to AUTH or
+// HELLO) against the listener's own users and, when they match, replaces
+// them with that user's upstream credentials. Without users configured the
+// client's credentials go upstream unchanged.
+func (h *Handler) mapUser(key *poolKey) bool {
+	if len(h.cfg.Auth.Users) == 0 {
+		return true
+	}
+	name := key.user
+	if name == "" {
+		name = "default"
+	}
+	for _, u := range h.cfg.Auth.Users {
+		if u.Name == name {
+			if subtle.ConstantTimeCompare([]byte(u.Password.Reveal()), []byte(key.password)) != 1 {
+				return false
+			}
+			key.user, key.password = u.UpstreamUser, u.UpstreamPassword.Reveal()
+			return true
+		}
+	}
+	return false
 }
 
 // shared returns the shared lanes for key, creating them on first use.

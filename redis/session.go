@@ -45,6 +45,7 @@ type session struct {
 
 	key     poolKey
 	laneIdx int
+	authed  bool // authenticated as one of the listener's own users
 	name    string
 	libName string
 	libVer  string
@@ -78,7 +79,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 	s := &session{
 		h: h, c: c, client: client, ctx: ctx,
 		id:  h.nextID.Add(1),
-		key: poolKey{proto: 2},
+		key: h.initialKey(),
 		out: make([]*slot, 0, 64),
 		in:  peekConn{Conn: client},
 		w:   bufio.NewWriterSize(client, 16<<10),
@@ -376,6 +377,11 @@ func (s *session) dispatch(cmd Cmd) bool {
 	}
 	c := Lookup(cmd.Args)
 	sl := newSlot(c)
+	if s.h.cfg.Auth.Required && !s.authed && !authFree(c) {
+		sl.error("NOAUTH Authentication required.")
+		s.enqueue(sl)
+		return true
+	}
 	if c != nil && s.h.refused[c] {
 		sl.fail(refusedError(c))
 		s.enqueue(sl)
@@ -636,15 +642,37 @@ func (s *session) auth(args [][]byte, sl *slot) bool {
 		sl.error("ERR wrong number of arguments for 'auth' command")
 		return false
 	}
+	if !s.h.mapUser(&key) {
+		sl.error(wrongPass)
+		return false
+	}
 	if s.pinned != nil {
 		s.dirty = true
-		s.key = key
+		s.key, s.authed = key, true
 		s.send(s.pinned.Conn(), appendAuth(key), sl)
 		return true
 	}
-	s.moveTo(key, sl, redcon.AppendOK)
+	if s.moveTo(key, sl, redcon.AppendOK) {
+		s.authed = true
+	}
 	return false
 }
+
+// authFree says which commands a client may send before it authenticates
+// when auth.required is set.
+func authFree(c *Command) bool {
+	if c == nil {
+		return false
+	}
+	switch c.Name {
+	case "auth", "hello", "ping", "quit":
+		return true
+	}
+	return false
+}
+
+// wrongPass is Redis's answer to bad credentials.
+const wrongPass = "WRONGPASS invalid username-password pair or user is disabled."
 
 func appendAuth(k poolKey) []byte {
 	if k.user == "" {
@@ -659,6 +687,7 @@ func appendAuth(k poolKey) []byte {
 func (s *session) hello(args [][]byte, sl *slot) bool {
 	key := s.key
 	name := s.name
+	authed := false
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
@@ -674,6 +703,11 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 			switch {
 			case equalFold(args[i], "auth") && i+2 < len(args):
 				key.user, key.password = string(args[i+1]), string(args[i+2])
+				if !s.h.mapUser(&key) {
+					sl.error(wrongPass)
+					return false
+				}
+				authed = true
 				i += 2
 			case equalFold(args[i], "setname") && i+1 < len(args):
 				name = string(args[i+1])
@@ -683,6 +717,10 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 				return false
 			}
 		}
+	}
+	if s.h.cfg.Auth.Required && !s.authed && !authed {
+		sl.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return false
 	}
 	if s.pinned != nil {
 		sl.error("ERR HELLO is not allowed while a transaction or WATCH is open")
@@ -697,6 +735,7 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 	})
 	if ok {
 		s.name = name
+		s.authed = s.authed || authed
 	}
 	return false
 }
@@ -791,7 +830,7 @@ func (s *session) reset(sl *slot) bool {
 	s.pinMu.Lock()
 	s.unpin(true)
 	s.pinMu.Unlock()
-	s.key = poolKey{proto: 2}
+	s.key, s.authed = s.h.initialKey(), false
 	s.laneIdx = s.h.shared(s.key).assign()
 	s.cur, s.name, s.libName, s.libVer = nil, "", "", ""
 	sl.answer(func(b []byte) []byte { return redcon.AppendString(b, "RESET") })
