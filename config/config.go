@@ -199,8 +199,8 @@ type Redis struct {
 	MaxPipeline int `koanf:"max_pipeline" json:"max_pipeline" default:"1024"`
 	// MaxCommandBytes caps one command's size (and what one client may send
 	// ahead of a complete command).
-	MaxCommandBytes int `koanf:"max_command_bytes" json:"max_command_bytes" default:"536870912"`
-	Auth RedisAuth `koanf:"auth" json:"auth"`
+	MaxCommandBytes int       `koanf:"max_command_bytes" json:"max_command_bytes" default:"536870912"`
+	Auth            RedisAuth `koanf:"auth" json:"auth"`
 	// RefuseCommands are answered with an error instead of being forwarded
 	// (names as in COMMAND, subcommands as "client|kill").
 	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[shutdown, debug, client|kill, flushall, failover, replicaof, slaveof, sync, psync]"`
