@@ -68,3 +68,24 @@ func TestCommandReader(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCommandReader reads a stream of small pipelined commands, as a
+// redis-benchmark client sends them.
+func BenchmarkCommandReader(b *testing.B) {
+	cmd := "*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000001\r\n$3\r\nxxx\r\n"
+	stream := strings.Repeat(cmd, 1024)
+	r := strings.NewReader(stream)
+	cr := NewCommandReader(r, 1<<20)
+	b.SetBytes(int64(len(cmd)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := cr.Next(); err != nil {
+			r.Reset(stream)
+			cr = NewCommandReader(r, 1<<20)
+			if _, err := cr.Next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
