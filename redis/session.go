@@ -31,8 +31,8 @@ const (
 // session is one client connection. Its goroutine reads the client's
 // commands a pipeline at a time and routes each one: to the client's shared
 // upstream connection, to a pinned connection of its own, or to an answer
-// made here. Every command gets a slot in order; the writer goroutine writes
-// the slots out in that order. A session never has commands in flight on two
+// made here. Every command gets a slot in order; once the pipeline is sent,
+// drain writes the slots' replies out in that order. A session never has commands in flight on two
 // upstream connections at once: before it moves to another connection it
 // waits for the last command it sent, so the server sees its commands in the
 // order the client sent them.
@@ -60,8 +60,9 @@ type session struct {
 	// releaseOn is the command (EXEC, DISCARD, UNWATCH, a blocking command)
 	// whose answer ends the need for the pinned connection: it goes back to
 	// the pool as soon as that answer arrives, even if the client then goes
-	// quiet. pinMu guards it and the pin state against the writer goroutine,
-	// which does that release.
+	// quiet. pinMu guards it and the pin state (the session's goroutine is
+	// the only one that changes them today; the lock keeps it so if a
+	// release ever moves to the lane's reader).
 	releaseOn   *slot
 	pinMu       sync.Mutex
 	dirty       bool // the pinned connection's state changed: close it after
@@ -143,11 +144,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// finish lets the writer write what is answered, then gives back or closes
+// finish writes what is answered, then gives back or closes
 // the pinned connection and the client connection.
 func (s *session) finish() {
 	if p := recover(); p != nil {
-		// Do not wait for the writer: a slot may never be answered.
+		// Do not drain: a slot may never be answered.
 		s.h.env.Logger.Error("redis session panic; connection closed", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		s.pinMu.Lock()
 		s.unpin(true)
@@ -341,8 +342,8 @@ func (s *session) settle() {
 }
 
 // releaseIfPending gives the pinned connection back if sl is still the
-// command whose answer ends its use. The writer calls it once sl's reply is
-// written; the reader calls it before it dispatches anything else.
+// command whose answer ends its use. drain calls it once sl's reply is
+// written; settle calls it before anything else is dispatched.
 func (s *session) releaseIfPending(sl *slot) {
 	s.pinMu.Lock()
 	defer s.pinMu.Unlock()
@@ -359,7 +360,7 @@ func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
 	s.pinMu.Lock()
 	s.releaseOn = sl
 	s.pinMu.Unlock()
-	if isDone(sl) { // the writer may have run before releaseOn was set
+	if isDone(sl) { // a drain inside send may have written it already
 		s.releaseIfPending(sl)
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // slot is the place in a client's reply stream that one command's reply
-// fills. The session's writer writes slots out in the order the client sent
+// fills. The session's drain writes slots out in the order the client sent
 // its commands, waiting on each; whoever answers the command (an upstream
 // lane, or the session itself) completes it exactly once.
 type slot struct {
@@ -22,13 +22,12 @@ type slot struct {
 	// internal slots (a passthrough barrier, a protocol error) are not
 	// commands and are not counted.
 	internal bool
-	// after, if set, runs on the session's writer once the reply is written
-	// (QUIT closes the connection there).
+	// after, if set, runs in drain once the reply is written.
 	after func()
 }
 
 // replyBufs recycles reply buffers. Slots themselves are not recycled: the
-// session keeps a pointer to its last slot after the writer is done with it.
+// session keeps a pointer to its last slot after drain is done with it.
 var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func newSlot(cmd *Command) *slot {
@@ -36,7 +35,7 @@ func newSlot(cmd *Command) *slot {
 	return &slot{done: make(chan struct{}), buf: (*bp)[:0], cmd: cmd, start: time.Now()}
 }
 
-// releaseSlot recycles the reply buffer once the writer has written it.
+// releaseSlot recycles the reply buffer once drain has written it.
 func releaseSlot(s *slot) {
 	b := s.buf
 	s.buf = nil
