@@ -70,20 +70,23 @@ type session struct {
 
 	// out holds the slots of the commands read since the last drain, in
 	// order; drain writes their replies.
-	out []*slot
-	in  peekConn // the client, as the command reader reads it
-	wmu sync.Mutex
-	w   *bufio.Writer
+	out  []*slot
+	free []*slot       // written slots, for reuse
+	wake chan struct{} // signalled when one of this session's slots is answered
+	in   peekConn      // the client, as the command reader reads it
+	wmu  sync.Mutex
+	w    *bufio.Writer
 }
 
 func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Conn) *session {
 	s := &session{
 		h: h, c: c, client: client, ctx: ctx,
-		id:  h.nextID.Add(1),
-		key: h.initialKey(),
-		out: make([]*slot, 0, 64),
-		in:  peekConn{Conn: client},
-		w:   bufio.NewWriterSize(client, 16<<10),
+		id:   h.nextID.Add(1),
+		key:  h.initialKey(),
+		out:  make([]*slot, 0, 64),
+		wake: make(chan struct{}, 1),
+		in:   peekConn{Conn: client},
+		w:    bufio.NewWriterSize(client, 16<<10),
 	}
 	s.laneIdx = h.shared(s.key).assign()
 	return s
@@ -133,7 +136,7 @@ func (s *session) readFailed(err error) {
 	if s.passthrough {
 		return
 	}
-	sl := newSlot(nil)
+	sl := s.newSlot(nil)
 	sl.internal = true
 	sl.error(msg)
 	s.out = append(s.out, sl)
@@ -166,7 +169,7 @@ func (s *session) finish() {
 	s.flush()
 	s.drain()
 	s.pinMu.Lock()
-	if s.releaseOn != nil && isDone(s.releaseOn) {
+	if s.releaseOn != nil && s.releaseOn.isDone() {
 		s.releaseOn = nil
 		s.unpin(false)
 	}
@@ -187,14 +190,14 @@ func (s *session) drain() {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	for i, sl := range s.out {
-		if !isDone(sl) {
+		if !sl.isDone() {
 			s.w.Flush()
+			s.wmu.Unlock()
 			if sl.blocking {
-				s.wmu.Unlock()
 				s.waitBlocking(sl)
-				s.wmu.Lock()
 			}
-			<-sl.done
+			s.wait(sl)
+			s.wmu.Lock()
 		}
 		outcome := "ok"
 		if sl.err != nil {
@@ -210,7 +213,7 @@ func (s *session) drain() {
 			m.observe(sl.cmd, outcome, sl.start)
 		}
 		after := sl.after
-		releaseSlot(sl)
+		s.releaseSlot(sl)
 		s.out[i] = nil
 		if after != nil {
 			s.wmu.Unlock()
@@ -219,7 +222,40 @@ func (s *session) drain() {
 		}
 	}
 	s.out = s.out[:0]
+	s.last = nil // every command is answered, and its slot free for reuse
 	s.w.Flush()
+}
+
+// newSlot takes a slot for cmd, reusing a written one when it can.
+func (s *session) newSlot(cmd *Command) *slot {
+	var sl *slot
+	if n := len(s.free); n > 0 {
+		sl = s.free[n-1]
+		s.free = s.free[:n-1]
+		sl.ready.Store(false)
+		sl.buf, sl.err, sl.after, sl.blocking, sl.internal = sl.buf[:0], nil, nil, false, false
+	} else {
+		sl = &slot{wake: s.wake}
+	}
+	sl.cmd, sl.start = cmd, time.Now()
+	return sl
+}
+
+// releaseSlot keeps a written slot for reuse.
+func (s *session) releaseSlot(sl *slot) {
+	if cap(sl.buf) > 64<<10 {
+		sl.buf = nil // do not keep a large reply's buffer
+	}
+	if len(s.free) < 256 {
+		s.free = append(s.free, sl)
+	}
+}
+
+// wait blocks until sl is answered.
+func (s *session) wait(sl *slot) {
+	for !sl.isDone() {
+		<-s.wake
+	}
 }
 
 // waitBlocking waits for a blocking command's reply while reading one byte
@@ -237,17 +273,22 @@ func (s *session) waitBlocking(sl *slot) {
 		}
 		res <- err
 	}()
-	select {
-	case <-sl.done:
+	for !sl.isDone() && res != nil {
+		select {
+		case <-s.wake:
+		case err := <-res:
+			res = nil
+			if err != nil { // the client left: closing the connection fails sl
+				s.pinMu.Lock()
+				s.unpin(true)
+				s.pinMu.Unlock()
+			}
+		}
+	}
+	if res != nil { // answered while the side read waits: stop it
 		s.client.SetReadDeadline(time.Unix(1, 0))
 		<-res
 		s.client.SetReadDeadline(time.Time{})
-	case err := <-res:
-		if err != nil {
-			s.pinMu.Lock()
-			s.unpin(true)
-			s.pinMu.Unlock()
-		}
 	}
 }
 
@@ -310,7 +351,7 @@ func (s *session) send(l *lane, raw []byte, sl *slot) {
 	if s.cur != l && s.cur != nil {
 		s.cur.flush()
 		if s.last != nil {
-			<-s.last.done
+			s.wait(s.last)
 		}
 	}
 	s.cur, s.last = l, sl
@@ -330,13 +371,13 @@ func (s *session) flush() {
 func (s *session) settle() {
 	s.flush()
 	if s.last != nil {
-		<-s.last.done
+		s.wait(s.last)
 	}
 	s.pinMu.Lock()
 	ro := s.releaseOn
 	s.pinMu.Unlock()
 	if ro != nil {
-		<-ro.done
+		s.wait(ro)
 		s.releaseIfPending(ro)
 	}
 }
@@ -360,7 +401,7 @@ func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
 	s.pinMu.Lock()
 	s.releaseOn = sl
 	s.pinMu.Unlock()
-	if isDone(sl) { // a drain inside send may have written it already
+	if sl.isDone() { // a drain inside send may have written it already
 		s.releaseIfPending(sl)
 	}
 }
@@ -377,7 +418,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 		s.settle()
 	}
 	c := Lookup(cmd.Args)
-	sl := newSlot(c)
+	sl := s.newSlot(c)
 	if s.h.cfg.Auth.Required && !s.authed && !authFree(c) {
 		sl.error("NOAUTH Authentication required.")
 		s.enqueue(sl)
@@ -528,15 +569,6 @@ func (s *session) unpin(abandon bool) {
 	}
 	s.pinned, s.pinReason = nil, ""
 	s.inMulti, s.watching, s.dirty, s.releaseOn = false, false, false, nil
-}
-
-func isDone(sl *slot) bool {
-	select {
-	case <-sl.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // startPassthrough moves the session into passthrough for the rest of its
