@@ -69,7 +69,7 @@ func (closer) Close() error                         { return nil }
 
 func TestAdminConfigRedactsSecrets(t *testing.T) {
 	t.Setenv("ADMIN_TEST_PW", "env-secret-value")
-	cfg, err := config.Load(config.Source{Data: []byte(`admin: {listen: "127.0.0.1:0"}
+	srv := startWithHandler(t, `admin: {listen: "127.0.0.1:0"}
 postgres:
   - name: appdb
     listen: 127.0.0.1:0
@@ -78,17 +78,7 @@ postgres:
       users:
         - {name: app, password: literal-secret-value}
         - {name: env, password: "${ADMIN_TEST_PW}"}
-`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
-		config.KindPostgres: func(Env, any) (Handler, error) { return closer{}, nil },
-	}})
-	if err := srv.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+`, config.KindPostgres, closer{})
 	code, body := get(t, "http://"+srv.AdminAddr().String()+"/config")
 	if code != 200 || !strings.Contains(body, `"name": "app"`) {
 		t.Fatalf("/config = %d %s", code, body)
@@ -154,19 +144,9 @@ type panicker struct{ closer }
 func (panicker) ServeConn(context.Context, *Conn) { panic("boom") }
 
 func TestHandlerPanicEndsOnlyTheConnection(t *testing.T) {
-	cfg, err := config.Load(config.Source{Data: []byte(`admin: {listen: "off"}
+	srv := startWithHandler(t, `admin: {listen: "off"}
 redis: [{name: r, listen: 127.0.0.1:0, upstream: {address: 127.0.0.1:1}}]
-`), Environ: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
-		config.KindRedis: func(Env, any) (Handler, error) { return panicker{}, nil },
-	}})
-	if err := srv.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+`, config.KindRedis, panicker{})
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", srv.ListenerAddr("r").String())
 		if err != nil {
@@ -181,4 +161,22 @@ redis: [{name: r, listen: 127.0.0.1:0, upstream: {address: 127.0.0.1:1}}]
 	waitFor(t, func() bool {
 		return testutil.ToFloat64(srv.Metrics().ConnActive.WithLabelValues("r", "redis")) == 0
 	})
+}
+
+// startWithHandler runs a Server on yaml whose listeners of kind are all
+// served by h (standing in for a protocol frontend).
+func startWithHandler(t *testing.T, yaml string, kind config.ListenerKind, h Handler) *Server {
+	t.Helper()
+	cfg, err := config.Load(config.Source{Data: []byte(yaml)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
+		kind: func(Env, any) (Handler, error) { return h, nil },
+	}})
+	if err := srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
 }
