@@ -86,7 +86,6 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 		out:  make([]*slot, 0, 64),
 		wake: make(chan struct{}, 1),
 		in:   peekConn{Conn: client},
-		w:    bufio.NewWriterSize(client, 16<<10),
 	}
 	s.laneIdx = h.shared(s.key).assign()
 	return s
@@ -189,6 +188,8 @@ func (s *session) drain() {
 	m := s.h.m
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.takeWriter()
+	defer s.putWriter()
 	for i, sl := range s.out {
 		if !sl.isDone() {
 			s.w.Flush()
@@ -224,6 +225,30 @@ func (s *session) drain() {
 	s.out = s.out[:0]
 	s.last = nil // every command is answered, and its slot free for reuse
 	s.w.Flush()
+}
+
+// writers lends the client write buffers: a session holds one only while it
+// writes (drain) or for good in passthrough, so an idle client costs no
+// write buffer.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// takeWriter makes s.w usable; wmu is held.
+func (s *session) takeWriter() {
+	if s.w == nil {
+		s.w = writers.Get().(*bufio.Writer)
+		s.w.Reset(s.client)
+	}
+}
+
+// putWriter gives s.w back once flushed, unless passthrough keeps it; wmu
+// is held.
+func (s *session) putWriter() {
+	if s.w == nil || s.passthrough || s.w.Flush() != nil {
+		return
+	}
+	s.w.Reset(nil)
+	writers.Put(s.w)
+	s.w = nil
 }
 
 // newSlot takes a slot for cmd, reusing a written one when it can.
@@ -594,6 +619,7 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 	l.passthrough(func(raw []byte, flush bool) error {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
+		s.takeWriter()
 		if _, err := s.w.Write(raw); err != nil {
 			return err
 		}
