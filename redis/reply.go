@@ -137,8 +137,10 @@ type ReplyReader struct {
 
 	rd  io.Reader
 	buf []byte
-	r   int // buf[r:w] is unread: the reply being scanned starts at r
-	w   int
+	// initial is the first buffer's size (0: initialBufSize).
+	initial int
+	r       int // buf[r:w] is unread: the reply being scanned starts at r
+	w       int
 	// last is the length of the reply the previous Next returned; the next
 	// call consumes it (so Raw stays valid until then).
 	last int
@@ -227,8 +229,8 @@ func (rr *ReplyReader) consume() {
 		rr.base += int64(rr.r)
 		rr.r, rr.w = 0, 0
 	}
-	if len(rr.buf) > max(limit(rr.MaxRetained, DefaultMaxRetained), initialBufSize) && rr.w-rr.r <= initialBufSize {
-		nb := make([]byte, initialBufSize)
+	if init := rr.initialSize(); len(rr.buf) > max(limit(rr.MaxRetained, DefaultMaxRetained), init) && rr.w-rr.r <= init {
+		nb := make([]byte, init)
 		rr.base += int64(rr.r)
 		rr.w = copy(nb, rr.buf[rr.r:rr.w])
 		rr.r = 0
@@ -257,7 +259,7 @@ func (rr *ReplyReader) fill() error {
 			rr.w = copy(rr.buf, rr.buf[rr.r:rr.w])
 			rr.r = 0
 		} else {
-			size := max(2*len(rr.buf), initialBufSize)
+			size := max(2*len(rr.buf), rr.initialSize())
 			if rr.need > rr.w-rr.r+1 {
 				size = min(size, rr.need)
 			}
@@ -285,6 +287,13 @@ func (rr *ReplyReader) fill() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+func (rr *ReplyReader) initialSize() int {
+	if rr.initial > 0 {
+		return rr.initial
+	}
+	return initialBufSize
 }
 
 // eof turns io.EOF inside a reply into io.ErrUnexpectedEOF.

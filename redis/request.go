@@ -43,6 +43,9 @@ func NewCommandReader(r io.Reader, max int) *CommandReader {
 	cr.rr.MaxReplySize = max
 	cr.rr.MaxDepth = 1
 	cr.rr.MaxAggregateLen = 1 << 20
+	// Small to start: an idle client keeps little; a pipelining one grows
+	// the buffer (and keeps it, up to MaxRetained).
+	cr.rr.initial = 512
 	return cr
 }
 
