@@ -225,56 +225,54 @@ func (h *Handler) Stats() any {
 }
 
 // handlerMetrics are the redis metric children of one listener, resolved
-// once per command so the hot path does a map read, not a label hash.
+// once per command name, so the hot path does one lock-free map read, not a
+// label hash.
 type handlerMetrics struct {
 	env      sidecar.Env
 	clients  prometheus.Gauge
 	pins     *prometheus.CounterVec
-	mu       sync.RWMutex
-	commands map[string]*commandMetrics
+	commands sync.Map // command name -> *commandMetrics
 }
+
+// Outcomes of a command, the values of the outcome label.
+const (
+	outcomeOK = iota
+	outcomeError
+	outcomeProxyError
+)
+
+var outcomeNames = [...]string{outcomeOK: "ok", outcomeError: "error", outcomeProxyError: "proxy_error"}
 
 type commandMetrics struct {
 	duration prometheus.Observer
-	outcomes map[string]prometheus.Counter
+	outcomes [len(outcomeNames)]prometheus.Counter
 }
 
 func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	return &handlerMetrics{
-		env:      env,
-		clients:  env.Metrics.RedisClients.WithLabelValues(env.Name),
-		pins:     env.Metrics.RedisPins,
-		commands: map[string]*commandMetrics{},
+		env:     env,
+		clients: env.Metrics.RedisClients.WithLabelValues(env.Name),
+		pins:    env.Metrics.RedisPins,
 	}
 }
 
-var outcomes = []string{"ok", "error", "proxy_error"}
-
 // observe counts one answered command by outcome and records its latency;
 // commands the table does not know count as "unknown".
-func (hm *handlerMetrics) observe(c *Command, outcome string, start time.Time) {
+func (hm *handlerMetrics) observe(c *Command, outcome int, start time.Time) {
 	name := "unknown"
 	if c != nil {
 		name = c.Name
 	}
-	hm.mu.RLock()
-	cm := hm.commands[name]
-	hm.mu.RUnlock()
-	if cm == nil {
-		hm.mu.Lock()
-		if cm = hm.commands[name]; cm == nil {
-			m := hm.env.Metrics
-			cm = &commandMetrics{
-				duration: m.RedisCommandDuration.WithLabelValues(hm.env.Name, name),
-				outcomes: map[string]prometheus.Counter{},
-			}
-			for _, o := range outcomes {
-				cm.outcomes[o] = m.RedisCommands.WithLabelValues(hm.env.Name, name, o)
-			}
-			hm.commands[name] = cm
+	v, ok := hm.commands.Load(name)
+	if !ok {
+		m := hm.env.Metrics
+		cm := &commandMetrics{duration: m.RedisCommandDuration.WithLabelValues(hm.env.Name, name)}
+		for o, label := range outcomeNames {
+			cm.outcomes[o] = m.RedisCommands.WithLabelValues(hm.env.Name, name, label)
 		}
-		hm.mu.Unlock()
+		v, _ = hm.commands.LoadOrStore(name, cm)
 	}
+	cm := v.(*commandMetrics)
 	cm.outcomes[outcome].Inc()
 	cm.duration.Observe(time.Since(start).Seconds())
 }

@@ -45,7 +45,8 @@ type session struct {
 
 	key     poolKey
 	laneIdx int
-	authed  bool // authenticated as one of the listener's own users
+	shared  *lane // the shared connection laneIdx named when last used (no lock per command)
+	authed  bool  // authenticated as one of the listener's own users
 	name    string
 	libName string
 	libVer  string
@@ -60,11 +61,8 @@ type session struct {
 	// releaseOn is the command (EXEC, DISCARD, UNWATCH, a blocking command)
 	// whose answer ends the need for the pinned connection: it goes back to
 	// the pool as soon as that answer arrives, even if the client then goes
-	// quiet. pinMu guards it and the pin state (the session's goroutine is
-	// the only one that changes them today; the lock keeps it so if a
-	// release ever moves to the lane's reader).
+	// quiet: drain gives it back once that reply is written.
 	releaseOn   *slot
-	pinMu       sync.Mutex
 	dirty       bool // the pinned connection's state changed: close it after
 	passthrough bool
 
@@ -152,28 +150,18 @@ func (s *session) finish() {
 	if p := recover(); p != nil {
 		// Do not drain: a slot may never be answered.
 		s.h.env.Logger.Error("redis session panic; connection closed", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		s.pinMu.Lock()
 		s.unpin(true)
-		s.pinMu.Unlock()
 		s.c.Close()
 		return
 	}
-	s.pinMu.Lock()
 	if s.passthrough || s.pinReason == pinBlocking {
 		// The client is gone: nobody waits for the end of a subscription or
 		// a blocking command, and the connection cannot be given back.
 		s.unpin(true)
 	}
-	s.pinMu.Unlock()
 	s.flush()
-	s.drain()
-	s.pinMu.Lock()
-	if s.releaseOn != nil && s.releaseOn.isDone() {
-		s.releaseOn = nil
-		s.unpin(false)
-	}
+	s.drain() // gives back a connection whose last command ended its use
 	s.unpin(true)
-	s.pinMu.Unlock()
 	s.c.Close()
 }
 
@@ -200,27 +188,25 @@ func (s *session) drain() {
 			s.wait(sl)
 			s.wmu.Lock()
 		}
-		outcome := "ok"
+		outcome := outcomeOK
 		if sl.err != nil {
-			outcome = "proxy_error"
+			outcome = outcomeProxyError
 			s.w.Write(redcon.AppendError(nil, errorLine(sl.err)))
 		} else {
 			if len(sl.buf) > 0 && (sl.buf[0] == '-' || sl.buf[0] == '!') {
-				outcome = "error"
+				outcome = outcomeError
 			}
 			s.w.Write(sl.buf)
 		}
 		if !sl.internal {
 			m.observe(sl.cmd, outcome, sl.start)
 		}
-		after := sl.after
+		if sl == s.releaseOn {
+			s.releaseOn = nil
+			s.unpin(false)
+		}
 		s.releaseSlot(sl)
 		s.out[i] = nil
-		if after != nil {
-			s.wmu.Unlock()
-			after()
-			s.wmu.Lock()
-		}
 	}
 	s.out = s.out[:0]
 	s.last = nil // every command is answered, and its slot free for reuse
@@ -258,7 +244,7 @@ func (s *session) newSlot(cmd *Command) *slot {
 		sl = s.free[n-1]
 		s.free = s.free[:n-1]
 		sl.ready.Store(false)
-		sl.buf, sl.err, sl.after, sl.blocking, sl.internal = sl.buf[:0], nil, nil, false, false
+		sl.buf, sl.err, sl.blocking, sl.internal = sl.buf[:0], nil, false, false
 	} else {
 		sl = &slot{wake: s.wake}
 	}
@@ -304,9 +290,7 @@ func (s *session) waitBlocking(sl *slot) {
 		case err := <-res:
 			res = nil
 			if err != nil { // the client left: closing the connection fails sl
-				s.pinMu.Lock()
 				s.unpin(true)
-				s.pinMu.Unlock()
 			}
 		}
 	}
@@ -398,22 +382,8 @@ func (s *session) settle() {
 	if s.last != nil {
 		s.wait(s.last)
 	}
-	s.pinMu.Lock()
-	ro := s.releaseOn
-	s.pinMu.Unlock()
-	if ro != nil {
-		s.wait(ro)
-		s.releaseIfPending(ro)
-	}
-}
-
-// releaseIfPending gives the pinned connection back if sl is still the
-// command whose answer ends its use. drain calls it once sl's reply is
-// written; settle calls it before anything else is dispatched.
-func (s *session) releaseIfPending(sl *slot) {
-	s.pinMu.Lock()
-	defer s.pinMu.Unlock()
-	if s.releaseOn == sl {
+	if s.releaseOn != nil {
+		s.wait(s.releaseOn)
 		s.releaseOn = nil
 		s.unpin(false)
 	}
@@ -421,14 +391,8 @@ func (s *session) releaseIfPending(sl *slot) {
 
 // sendReleasing sends the command that ends the pin (see releaseOn).
 func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
-	sl.after = func() { s.releaseIfPending(sl) }
+	s.releaseOn = sl // before send: a drain inside it may write sl
 	s.send(l, raw, sl)
-	s.pinMu.Lock()
-	s.releaseOn = sl
-	s.pinMu.Unlock()
-	if sl.isDone() { // a drain inside send may have written it already
-		s.releaseIfPending(sl)
-	}
 }
 
 // dispatch routes one command; false ends the session (QUIT).
@@ -436,10 +400,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 	if s.passthrough {
 		return s.passthroughCommand(cmd)
 	}
-	s.pinMu.Lock()
-	pendingRelease := s.releaseOn != nil
-	s.pinMu.Unlock()
-	if pendingRelease {
+	if s.releaseOn != nil {
 		s.settle()
 	}
 	c := Lookup(cmd.Args)
@@ -537,11 +498,16 @@ func (s *session) dispatch(cmd Cmd) bool {
 		s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
 		return true
 	}
-	l, err := s.h.shared(s.key).get(s.ctx, s.laneIdx)
-	if err != nil {
-		sl.fail(fmt.Errorf("upstream unavailable: %w", err))
-		s.enqueue(sl)
-		return true
+	l := s.shared
+	if l == nil || !l.alive() {
+		var err error
+		if l, err = s.h.shared(s.key).get(s.ctx, s.laneIdx); err != nil {
+			s.shared = nil
+			sl.fail(fmt.Errorf("upstream unavailable: %w", err))
+			s.enqueue(sl)
+			return true
+		}
+		s.shared = l
 	}
 	s.send(l, cmd.Raw, sl)
 	return true
@@ -565,9 +531,7 @@ func (s *session) pin(reason string, sl *slot) bool {
 		var lease *pool.Lease[*lane]
 		lease, err = p.Acquire(s.ctx)
 		if err == nil {
-			s.pinMu.Lock()
 			s.pinned, s.pinReason, s.dirty = lease, reason, false
-			s.pinMu.Unlock()
 			s.h.m.pins.WithLabelValues(s.h.env.Name, reason).Inc()
 			return true
 		}
@@ -583,8 +547,8 @@ func (s *session) unpin(abandon bool) {
 	if s.pinned == nil {
 		return
 	}
-	// Callers hold pinMu (or own the session alone) and, with abandon unset,
-	// know the last command on the connection is answered.
+	// With abandon unset, callers know the last command on the connection
+	// is answered.
 	l := s.pinned.Conn()
 	clean := !abandon && !s.dirty && !s.inMulti && !s.watching && !s.passthrough && l.alive()
 	if clean {
@@ -633,7 +597,7 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 		<-l.done
 		s.client.Close()
 	}()
-	s.h.m.observe(Lookup(cmd.Args), "ok", sl.start)
+	s.h.m.observe(Lookup(cmd.Args), outcomeOK, sl.start)
 	l.send(cmd.Raw, nil)
 	return true
 }
@@ -684,7 +648,7 @@ func (s *session) moveTo(key poolKey, sl *slot, ok func([]byte) []byte) bool {
 		sl.fail(err)
 		return false
 	}
-	s.key, s.laneIdx, s.cur = key, idx, nil
+	s.key, s.laneIdx, s.cur, s.shared = key, idx, nil, nil
 	sl.answer(ok)
 	return true
 }
@@ -886,11 +850,9 @@ func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
 // reset answers RESET: back to a fresh connection's state.
 func (s *session) reset(sl *slot) bool {
 	s.settle()
-	s.pinMu.Lock()
 	s.unpin(true)
-	s.pinMu.Unlock()
 	s.key, s.authed = s.h.initialKey(), false
-	s.laneIdx = s.h.shared(s.key).assign()
+	s.laneIdx, s.shared = s.h.shared(s.key).assign(), nil
 	s.cur, s.name, s.libName, s.libVer = nil, "", "", ""
 	sl.answer(func(b []byte) []byte { return redcon.AppendString(b, "RESET") })
 	return false

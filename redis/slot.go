@@ -27,8 +27,6 @@ type slot struct {
 	blocking bool
 	// internal slots (a protocol error) are not commands and are not counted.
 	internal bool
-	// after, if set, runs in drain once the reply is written.
-	after func()
 }
 
 // isDone reports whether the slot is answered.
