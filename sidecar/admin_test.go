@@ -28,13 +28,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	up := testenv.EchoServer(t)
-	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
-shutdown: {drain_timeout: 5s}
-tcp:
-  - {name: t, listen: 127.0.0.1:0, upstream: {address: %s}}
-`, up))
-	base := "http://" + srv.AdminAddr().String()
+	_, base := startAdminServer(t)
 	tests := []struct {
 		path     string
 		code     int
@@ -106,13 +100,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 }
 
 func TestDrainEndpointAndReadiness(t *testing.T) {
-	up := testenv.EchoServer(t)
-	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
-shutdown: {drain_timeout: 5s}
-tcp:
-  - {name: t, listen: 127.0.0.1:0, upstream: {address: %s}}
-`, up))
-	base := "http://" + srv.AdminAddr().String()
+	srv, base := startAdminServer(t)
 	resp, err := http.Post(base+"/drain", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -179,4 +167,16 @@ func startWithHandler(t *testing.T, yaml string, kind config.ListenerKind, h Han
 	}
 	t.Cleanup(srv.Shutdown)
 	return srv
+}
+
+// startAdminServer runs a server with the admin API and one tcp listener
+// "t" in front of an echo server; base is the admin URL.
+func startAdminServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	srv := startServer(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+shutdown: {drain_timeout: 5s}
+tcp:
+  - {name: t, listen: 127.0.0.1:0, upstream: {address: %s}}
+`, testenv.EchoServer(t)))
+	return srv, "http://" + srv.AdminAddr().String()
 }
