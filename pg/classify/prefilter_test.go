@@ -1,0 +1,82 @@
+package classify
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMayAffectSession(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", false},
+		{"UPDATE pgbench_accounts SET abalance = abalance + -4187 WHERE aid = 90781", false},
+		{"update t\nset a = 1\nwhere b = 2", false},
+		{"INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 1", false},
+		{"SELECT offset, dataset FROM assets", false},
+		{"BEGIN; UPDATE t SET a = 1; COMMIT", false},
+		{"DELETE FROM t; DROP TABLE u", false},
+		{"", false},
+		{"SET x = 1", true},
+		{"set x = 1", true},
+		{"  \t\n\v\f\rSeT x = 1", true},
+		{"SELECT 1;SET x = 1", true},
+		{"SELECT 1; /* a /* nested */ comment */ -- line\n SET x = 1", true},
+		{"SELECT 1; /* unterminated", true},
+		{"RESET ALL", true},
+		{"DISCARD ALL", true},
+		{"DEALLOCATE ALL", true},
+		{"LISTEN c", true},
+		{"LOAD 'x'", true},
+		{"PREPARE p AS SELECT 1", true},
+		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", true},
+		{"DO $$BEGIN END$$", true},
+		{"SELECT set_config('a.b', '1', false)", true},
+		{"SELECT PG_ADVISORY_LOCK(1)", true},
+		{"CREATE TEMP TABLE t ()", true},
+		{"SELECT * INTO TEMPORARY t FROM s", true},
+		{"SELECT temperature FROM readings", true}, // conservative
+		{`SELECT U&"\0073et_config"('a.b', '1', false)`, true},
+		{"SELECT 'x;set'", true}, // conservative: any ';' may end a statement
+	}
+	for _, tc := range tests {
+		if got := MayAffectSession(tc.sql); got != tc.want {
+			t.Errorf("MayAffectSession(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}
+
+// TestMayAffectSessionCorpus checks the prefilter property over every corpus
+// text: any Effect from Classify implies MayAffectSession.
+func TestMayAffectSessionCorpus(t *testing.T) {
+	n := 0
+	for _, sql := range corpus() {
+		r := Classify(sql)
+		checkInvariants(t, sql, r)
+		for _, s := range r.Statements {
+			if len(s.Effects) > 0 {
+				n++
+			}
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d corpus statements have effects; the property is barely tested", n)
+	}
+}
+
+// TestMayAffectSessionBounded checks that pathological comment nesting
+// cannot make the scan quadratic: the budget answers true instead.
+func TestMayAffectSessionBounded(t *testing.T) {
+	sql := strings.Repeat(";/*", 20000) + strings.Repeat("*/", 20000)
+	if !MayAffectSession(sql) {
+		t.Errorf("pathological input: want true")
+	}
+}
+
+func TestMayAffectSessionAllocs(t *testing.T) {
+	sql := "UPDATE pgbench_accounts SET abalance = abalance + -4187 WHERE aid = 90781; SELECT 1"
+	if n := testing.AllocsPerRun(100, func() { MayAffectSession(sql) }); n != 0 {
+		t.Errorf("MayAffectSession allocates %v times", n)
+	}
+}
