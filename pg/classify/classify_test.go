@@ -486,3 +486,36 @@ func TestStatementKindsKnown(t *testing.T) {
 		}
 	}
 }
+
+// TestTableCoversEverything checks that classifyTests name every Kind as a
+// top-level kind, and every EffectKind and PinReason in their effects.
+func TestTableCoversEverything(t *testing.T) {
+	kinds := map[Kind]bool{}
+	effects := map[EffectKind]bool{}
+	reasons := map[PinReason]bool{}
+	for _, tc := range classifyTests {
+		kinds[tc.kind] = true
+		for _, e := range tc.effects {
+			effects[e.Kind] = true
+			reasons[e.Reason] = true
+		}
+	}
+	for _, k := range allKinds {
+		if !kinds[k] {
+			t.Errorf("no test has Kind %q", k)
+		}
+	}
+	for k := EffectSet; k <= EffectPin; k++ {
+		if !effects[k] {
+			t.Errorf("no test has EffectKind %v", k)
+		}
+	}
+	for _, r := range []PinReason{PinListen, PinAdvisoryLock, PinTempTable, PinHoldCursor, PinPrepare, PinSetRole, PinLoad, PinDynamicSet, PinDoBlock} {
+		if !reasons[r] {
+			t.Errorf("no test has PinReason %q", r)
+		}
+	}
+	if len(allKinds) != 27 || len(kindBit) != 27 {
+		t.Errorf("allKinds has %d kinds, kindBit %d", len(allKinds), len(kindBit))
+	}
+}

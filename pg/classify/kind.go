@@ -8,33 +8,65 @@ type Kind string
 // The statement kinds. Every top-level statement has exactly one Kind;
 // Statement.Kinds adds the kinds of everything nested in it that runs.
 const (
-	KindSelect      Kind = "select"      // SELECT, VALUES, TABLE
-	KindInsert      Kind = "insert"      // INSERT
-	KindUpdate      Kind = "update"      // UPDATE
-	KindDelete      Kind = "delete"      // DELETE
-	KindMerge       Kind = "merge"       // MERGE
-	KindCopyFrom    Kind = "copy_from"   // COPY ... FROM
-	KindCopyTo      Kind = "copy_to"     // COPY ... TO
-	KindDDL         Kind = "ddl"         // CREATE, ALTER, DROP, COMMENT, SELECT INTO, CREATE TABLE AS, ALTER SYSTEM ...
-	KindTruncate    Kind = "truncate"    // TRUNCATE
-	KindCall        Kind = "call"        // CALL
-	KindDo          Kind = "do"          // DO (its body is not parsed)
-	KindSet         Kind = "set"         // SET, RESET, SET CONSTRAINTS, set_config()
-	KindShow        Kind = "show"        // SHOW
-	KindTransaction Kind = "transaction" // BEGIN COMMIT ROLLBACK SAVEPOINT RELEASE, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED
-	KindExplain     Kind = "explain"     // EXPLAIN
-	KindPrepare     Kind = "prepare"     // PREPARE
-	KindExecute     Kind = "execute"     // EXECUTE
-	KindDeallocate  Kind = "deallocate"  // DEALLOCATE
-	KindListen      Kind = "listen"      // LISTEN
-	KindUnlisten    Kind = "unlisten"    // UNLISTEN
-	KindNotify      Kind = "notify"      // NOTIFY, pg_notify()
-	KindDiscard     Kind = "discard"     // DISCARD
-	KindLock        Kind = "lock"        // LOCK TABLE
-	KindMaintenance Kind = "maintenance" // VACUUM ANALYZE CLUSTER REINDEX CHECKPOINT, REFRESH MATERIALIZED VIEW
-	KindDCL         Kind = "dcl"         // GRANT REVOKE, CREATE/ALTER/DROP ROLE, ALTER DEFAULT PRIVILEGES, REASSIGN OWNED
-	KindCursor      Kind = "cursor"      // DECLARE FETCH MOVE CLOSE
-	KindOther       Kind = "other"       // LOAD, and any statement this package does not know
+	// KindSelect is SELECT, VALUES and TABLE.
+	KindSelect Kind = "select"
+	// KindInsert is INSERT.
+	KindInsert Kind = "insert"
+	// KindUpdate is UPDATE.
+	KindUpdate Kind = "update"
+	// KindDelete is DELETE.
+	KindDelete Kind = "delete"
+	// KindMerge is MERGE.
+	KindMerge Kind = "merge"
+	// KindCopyFrom is COPY ... FROM.
+	KindCopyFrom Kind = "copy_from"
+	// KindCopyTo is COPY ... TO.
+	KindCopyTo Kind = "copy_to"
+	// KindDDL is CREATE, ALTER, DROP, COMMENT, SECURITY LABEL, ALTER SYSTEM,
+	// CREATE TABLE AS and SELECT ... INTO.
+	KindDDL Kind = "ddl"
+	// KindTruncate is TRUNCATE.
+	KindTruncate Kind = "truncate"
+	// KindCall is CALL.
+	KindCall Kind = "call"
+	// KindDo is DO; its body is not parsed.
+	KindDo Kind = "do"
+	// KindSet is SET, RESET, SET CONSTRAINTS and a set_config() call.
+	KindSet Kind = "set"
+	// KindShow is SHOW.
+	KindShow Kind = "show"
+	// KindTransaction is BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK,
+	// ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION and COMMIT/ROLLBACK
+	// PREPARED.
+	KindTransaction Kind = "transaction"
+	// KindExplain is EXPLAIN.
+	KindExplain Kind = "explain"
+	// KindPrepare is SQL-level PREPARE.
+	KindPrepare Kind = "prepare"
+	// KindExecute is EXECUTE.
+	KindExecute Kind = "execute"
+	// KindDeallocate is DEALLOCATE.
+	KindDeallocate Kind = "deallocate"
+	// KindListen is LISTEN.
+	KindListen Kind = "listen"
+	// KindUnlisten is UNLISTEN.
+	KindUnlisten Kind = "unlisten"
+	// KindNotify is NOTIFY and a pg_notify() call.
+	KindNotify Kind = "notify"
+	// KindDiscard is DISCARD.
+	KindDiscard Kind = "discard"
+	// KindLock is LOCK TABLE.
+	KindLock Kind = "lock"
+	// KindMaintenance is VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT and
+	// REFRESH MATERIALIZED VIEW.
+	KindMaintenance Kind = "maintenance"
+	// KindDCL is GRANT, REVOKE, CREATE/ALTER/DROP ROLE, ALTER DEFAULT
+	// PRIVILEGES and REASSIGN OWNED.
+	KindDCL Kind = "dcl"
+	// KindCursor is DECLARE, FETCH, MOVE and CLOSE.
+	KindCursor Kind = "cursor"
+	// KindOther is LOAD, and any statement this package does not know.
+	KindOther Kind = "other"
 )
 
 // allKinds lists every Kind, sorted by name; a kindSet bit is an index into it.
