@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -78,5 +79,40 @@ func TestMayAffectSessionAllocs(t *testing.T) {
 	sql := "UPDATE pgbench_accounts SET abalance = abalance + -4187 WHERE aid = 90781; SELECT 1"
 	if n := testing.AllocsPerRun(100, func() { MayAffectSession(sql) }); n != 0 {
 		t.Errorf("MayAffectSession allocates %v times", n)
+	}
+}
+
+// TestMayAffectSessionGenerated checks the prefilter property on texts built
+// from fragments that stress it: statement starts hidden behind comments,
+// literals and separators, mixed with effect-bearing statements.
+func TestMayAffectSessionGenerated(t *testing.T) {
+	fragments := []string{
+		"SET x.y = 1", "RESET ALL", "RESET work_mem", "DISCARD ALL", "DEALLOCATE ALL", "LISTEN c", "LOAD 'x'",
+		"PREPARE p AS SELECT 1", "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "DO $$BEGIN SET a = 1; END$$",
+		"SELECT set_config('a.b', '1', false)", "SELECT pg_advisory_lock(1)", "CREATE TEMP TABLE t ()",
+		"SELECT 1", "UPDATE t SET a = 1", "BEGIN", "COMMIT", "SET LOCAL a.b = 1",
+		";", ";", " ", "\n", "\t", "\v", "\r\n", "/*", "*/", "/* c */", "/* /* n */ */", "--", "-- c\n",
+		"'", "''", "';'", "$$", "$q$", "\"", "E'\\''", "U&\"\\0073et\"", "(", ")", "x", "/", "*", "-",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	effects := 0
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		for n := 1 + rng.IntN(8); n > 0; n-- {
+			b.WriteString(fragments[rng.IntN(len(fragments))])
+		}
+		sql := b.String()
+		r := Classify(sql)
+		for _, s := range r.Statements {
+			if len(s.Effects) > 0 {
+				effects++
+				if !MayAffectSession(sql) {
+					t.Fatalf("MayAffectSession(%q) = false, but Classify gives effects %+v", sql, s.Effects)
+				}
+			}
+		}
+	}
+	if effects < 1000 {
+		t.Errorf("only %d generated statements had effects", effects)
 	}
 }

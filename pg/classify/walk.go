@@ -221,6 +221,12 @@ func (w *walker) visit(m any) {
 		w.addKind(KindDDL)
 		w.objectTable(n.Objtype, n.Object)
 		w.children(n)
+	case *pg.ImportForeignSchemaStmt:
+		w.addKind(KindDDL)
+		if isTempSchema(n.LocalSchema) {
+			w.tempRef = true
+		}
+		w.children(n)
 	case *pg.SecLabelStmt:
 		w.addKind(KindDDL)
 		w.objectTable(n.Objtype, n.Object)

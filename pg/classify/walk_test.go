@@ -2,6 +2,9 @@ package classify
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -106,5 +109,29 @@ func checkVisited(t *testing.T, m protoreflect.Message, what string) {
 		if got[x] < n {
 			t.Errorf("%s: %T not visited", what, x)
 		}
+	}
+}
+
+// TestWalkGenUpToDate regenerates walk_gen.go into a temporary file and
+// compares: a pg_query_go upgrade must come with `go generate`.
+func TestWalkGenUpToDate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the generator")
+	}
+	out := filepath.Join(t.TempDir(), "walk_gen.go")
+	cmd := exec.Command("go", "run", "./internal/walkgen", "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("cannot run the generator: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("walk_gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("walk_gen.go is stale: run go generate ./pg/classify")
 	}
 }
