@@ -13,7 +13,9 @@ const MaxCachedSQL = 16 << 10
 
 // Cache is a bounded LRU of classification results keyed by statement text.
 // It is safe for concurrent use. Results are shared between callers and must
-// not be modified. A nil *Cache classifies without caching.
+// not be modified. A nil *Cache classifies without caching. The cache keeps
+// each text as its key, so a caller must not pass a string that aliases a
+// reused buffer (an unsafe conversion of a protocol read buffer).
 type Cache struct {
 	lru                     *lru.Cache[string, *Result]
 	hits, misses, evictions atomic.Uint64
