@@ -2,6 +2,8 @@
 #   make demo   start throwaway Postgres and Redis, run outrigger in front of them,
 #               drive pgbench and redis-benchmark through it and print a summary
 #   make test   vet, unit tests with -race, integration tests against real servers
+#   make bench  Outrigger side by side with PgBouncer, twemproxy, HAProxy and a
+#               direct connection; writes bench/results/ and BENCHMARKS.md
 
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
@@ -10,7 +12,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/outrigger/outrigger/cmd/outrigger/cli.Version=$(VERSION) \
            -X github.com/outrigger/outrigger/cmd/outrigger/cli.Commit=$(COMMIT)
 
-.PHONY: all build demo test deps vet unit integration bench fuzz clean
+.PHONY: all build demo test deps vet unit integration bench bench-quick bench-go fuzz clean
 
 all: build
 
@@ -35,8 +37,28 @@ unit:
 integration:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
+# The side-by-side benchmark (bench/sidebyside; BENCHMARKS.md says how to
+# read it). `make bench` is the full run (3 rounds, about 40 minutes);
+# `make bench-quick` one round of short runs (about 3 minutes), for checking
+# a change. PROFILE=<case> (a case id from the tables, such as pg-select-c64
+# or redis-get-c50-p16) also captures Outrigger's CPU and allocation profiles
+# during that case into bench/results/. BENCH_FLAGS passes more flags
+# (go run ./bench/sidebyside -h lists them).
+PROFILE ?=
+BENCH_FLAGS ?=
+BENCH_PROFILE = $(if $(PROFILE),-profile $(PROFILE))
+BENCH_AS = $(if $(PROFILE), PROFILE=$(PROFILE))$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")
+
 bench: build
 	@scripts/deps.sh bench
+	$(GO) run ./bench/sidebyside -outrigger bin/outrigger -invoked-as 'make bench$(BENCH_AS)' $(BENCH_PROFILE) $(BENCH_FLAGS)
+
+bench-quick: build
+	@scripts/deps.sh bench
+	$(GO) run ./bench/sidebyside -quick -outrigger bin/outrigger -invoked-as 'make bench-quick$(BENCH_AS)' $(BENCH_PROFILE) $(BENCH_FLAGS)
+
+# Go micro-benchmarks (the relay, the classifier, the RESP reader).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

@@ -2,7 +2,8 @@
 # Installs the server binaries and clients that `make test` and `make demo`
 # use: PostgreSQL (server, psql, pgbench) and Redis (server, redis-cli,
 # redis-benchmark). `deps.sh bench` also installs the peers the benchmark
-# harness compares against (pgbouncer, nutcracker, haproxy, wrk).
+# harness (bench/sidebyside, `make bench`) compares against: pgbouncer,
+# nutcracker (twemproxy) and haproxy.
 # On Debian/Ubuntu as root it runs apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -18,10 +19,12 @@ have_pg || missing+=(postgresql postgresql-contrib)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
 if [ "${1:-}" = bench ]; then
+	# Debian installs these daemons under /usr/sbin, which a non-root PATH
+	# may lack; the harness looks there too.
+	PATH="$PATH:/usr/sbin:/sbin"
 	command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 	command -v nutcracker >/dev/null || missing+=(nutcracker)
 	command -v haproxy >/dev/null || missing+=(haproxy)
-	command -v wrk >/dev/null || missing+=(wrk)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

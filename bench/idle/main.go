@@ -7,7 +7,8 @@
 //	go run ./bench/idle -addr 127.0.0.1:6380 -pid $(pidof outrigger) -n 3000
 //
 // Raise the open-file limit first (ulimit -n) for large N, for this process
-// and the proxy.
+// and the proxy. The side-by-side harness (bench/sidebyside) takes the same
+// measurement for every contestant, Postgres clients included.
 package main
 
 import (
@@ -18,6 +19,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/outrigger/outrigger/bench"
 )
 
 func main() {
@@ -30,7 +33,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "idle: -pid is required")
 		os.Exit(2)
 	}
-	before, err := rssKiB(*pid)
+	before, err := bench.RSSKiB(*pid)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "idle:", err)
 		os.Exit(1)
@@ -53,29 +56,11 @@ func main() {
 		conns = append(conns, c)
 	}
 	time.Sleep(*settle)
-	after, err := rssKiB(*pid)
+	after, err := bench.RSSKiB(*pid)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "idle:", err)
 		os.Exit(1)
 	}
 	fmt.Printf("%d idle clients: RSS %d KiB -> %d KiB, %.1f KiB per client\n",
 		len(conns), before, after, float64(after-before)/float64(len(conns)))
-}
-
-// rssKiB reads VmRSS from /proc/PID/status.
-func rssKiB(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int
-			if _, err := fmt.Sscan(rest, &kb); err != nil {
-				return 0, err
-			}
-			return kb, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
