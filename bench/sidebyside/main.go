@@ -195,13 +195,23 @@ func run(ctx context.Context, o options) error {
 	if err != nil || nofile < 12000 {
 		res.Notes = append(res.Notes, fmt.Sprintf("the open-file limit is %d (%v); the 5000-client cases need about 11000, so they may fail with EMFILE", nofile, err))
 	}
+	// A protocol whose server or tool is missing is n/a for every
+	// contestant; the other protocol still runs.
+	dropProtocol := func(p, short string, err error) {
+		logf("%s: n/a (%s): %v", bench.ProtocolTitle(p), short, err)
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: %v", bench.ProtocolTitle(p), oneLine(err.Error())))
+		for _, id := range res.Lineup[p] {
+			res.SetUnavailable(p, id, bench.NA{Short: short, Detail: oneLine(err.Error())})
+		}
+		delete(protocols, p)
+	}
 	pgbench, err := findPgbench()
-	if err != nil {
-		return err
+	if err != nil && protocols[bench.Postgres] {
+		dropProtocol(bench.Postgres, "no pgbench", err)
 	}
 	redisBenchmark, err := lookPath("redis-benchmark")
-	if err != nil {
-		return err
+	if err != nil && protocols[bench.Redis] {
+		dropProtocol(bench.Redis, "no redis-benchmark", err)
 	}
 	outriggerBin, _ := filepath.Abs(o.outrigger)
 	res.Machine = machine(pgbench, outriggerBin)
@@ -226,18 +236,26 @@ func run(ctx context.Context, o options) error {
 	if protocols[bench.Postgres] {
 		logf("starting Postgres and loading pgbench scale %d", pgScale)
 		if srv.pg, err = startPostgres(ctx, pgbench); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			dropProtocol(bench.Postgres, "no Postgres", fmt.Errorf("the Postgres server did not start: %w", err))
+		} else {
+			res.Machine.Versions["PostgreSQL"] = version(filepath.Join(srv.pg.BinDir, "postgres"), "--version")
+			res.Settings = append(res.Settings, fmt.Sprintf("Postgres: max_connections %d, shared_buffers 256MB, fsync off; pgbench scale %d; "+
+				"every client logs in as %q with SCRAM-SHA-256", pgMaxConnections, pgScale, pgUser))
 		}
-		res.Machine.Versions["PostgreSQL"] = version(filepath.Join(srv.pg.BinDir, "postgres"), "--version")
-		res.Settings = append(res.Settings, fmt.Sprintf("Postgres: max_connections %d, shared_buffers 256MB, fsync off; pgbench scale %d; "+
-			"every client logs in as %q with SCRAM-SHA-256", pgMaxConnections, pgScale, pgUser))
 	}
 	if protocols[bench.Redis] {
 		logf("starting Redis")
 		if srv.redis, err = startRedis(); err != nil {
-			return fmt.Errorf("redis: %w", err)
+			dropProtocol(bench.Redis, "no Redis", fmt.Errorf("the Redis server did not start: %w", err))
+		} else {
+			res.Settings = append(res.Settings, "Redis: no persistence, maxclients 20000")
 		}
-		res.Settings = append(res.Settings, "Redis: no persistence, maxclients 20000")
+	}
+	if len(protocols) == 0 {
+		return errors.New("neither Postgres nor Redis is available; nothing to measure (scripts/deps.sh installs them)")
 	}
 	up := upstreams{}
 	if srv.pg != nil {
@@ -364,8 +382,8 @@ func describeContestants(res *bench.Results, e *env) {
 		{ID: bench.Twemproxy, Name: names[bench.Twemproxy], Version: v["twemproxy"],
 			Setup: fmt.Sprintf("nutcracker, redis: true, one server, server_connections %d (as Outrigger's pool), client_connections %d, preconnect", redisPoolSize, maxClients)},
 		{ID: bench.Outrigger, Name: names[bench.Outrigger], Version: v["Outrigger"],
-			Setup: fmt.Sprintf("`%s`; postgres listener: pool.mode transaction, pool.size %d, auth scram-sha-256; redis listener: pool.size %d; max_connections %d; log level warn",
-				filepath.Base(e.outrigger), pgPoolSize, redisPoolSize, maxClients)},
+			Setup: fmt.Sprintf("`%s run`; postgres listener: pool.mode transaction, pool.size %d, auth scram-sha-256; redis listener: pool.size %d; max_connections %d; log level warn",
+				displayPath(e.outrigger), pgPoolSize, redisPoolSize, maxClients)},
 	}
 }
 
@@ -373,6 +391,9 @@ func describeContestants(res *bench.Results, e *env) {
 // started afresh for one protocol so that nothing else it did counts.
 func idlePhase(ctx context.Context, res *bench.Results, e *env, srv *servers, up upstreams, counts []int) error {
 	for _, p := range []string{bench.Postgres, bench.Redis} {
+		if (p == bench.Postgres && up.pg == "") || (p == bench.Redis && up.redis == "") {
+			continue // its server is not running
+		}
 		for _, id := range res.Lineup[p] {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -406,6 +427,7 @@ func idlePhase(ctx context.Context, res *bench.Results, e *env, srv *servers, up
 			}
 			if err == nil && in.pgNA != nil && p == bench.Postgres {
 				in.stop()
+				logf("memory: %s %s: n/a (%s): %s", names[id], p, in.pgNA.Short, in.pgNA.Detail)
 				res.SetUnavailable(p, id, *in.pgNA)
 				continue
 			}
@@ -499,6 +521,19 @@ func write(res *bench.Results, o options) error {
 	fmt.Println()
 	logf("wrote %s (results.md, results.json, %d charts)%s", o.out, len(charts), map[bool]string{true: " and " + o.page, false: ""}[o.page != ""])
 	return nil
+}
+
+// displayPath shows p relative to the working directory when it is inside
+// it (bin/outrigger).
+func displayPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return p
 }
 
 func absOr(p string) string {
