@@ -116,6 +116,7 @@ func casePanels(path, title string, r *Results, s *Summary, p string, draw1 pane
 		if err := draw1(pl, r, row); err != nil {
 			return fmt.Errorf("%s: %w", row.Case.ID, err)
 		}
+		pl.Y.Max *= 1.08 // headroom above the tallest bar
 		grid[i/chartCols][i%chartCols] = pl
 	}
 	return saveGrid(path, title, grid)

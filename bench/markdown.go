@@ -99,10 +99,15 @@ func WriteBenchmarksPage(w io.Writer, r *Results, s *Summary, trs []TargetResult
 		fmt.Fprintln(w)
 	}
 
-	if len(r.Notes) > 0 {
+	notes := append([]string(nil), r.Notes...)
+	if v := r.Machine.Versions["Outrigger"]; strings.Contains(v, "-dirty") {
+		notes = append(notes, fmt.Sprintf("Outrigger was built from a working tree with uncommitted changes (`%s`): "+
+			"its numbers describe that tree, not a commit.", v))
+	}
+	if len(notes) > 0 {
 		fmt.Fprintln(w, "## Notes on this run")
 		fmt.Fprintln(w)
-		for _, n := range r.Notes {
+		for _, n := range notes {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 		fmt.Fprintln(w)

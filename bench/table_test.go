@@ -43,6 +43,7 @@ func TestResultsMarkdownGolden(t *testing.T) {
 func TestBenchmarksPageGolden(t *testing.T) {
 	r := sampleResults()
 	r.Notes = []string{"a note"}
+	r.Machine.Versions["Outrigger"] = "outrigger 91cbdef-dirty commit 91cbdef go1.26.8 linux/amd64"
 	r.Profiles = []Profile{{Case: "redis-get-c50", Kind: "cpu", Path: "profile-redis-get-c50-cpu.pb.gz", Seconds: 15}}
 	s := Summarize(r)
 	trs := Evaluate(DefaultTargets([]string{"redis-get-c50"}), r, s)
@@ -57,6 +58,8 @@ func TestBenchmarksPageGolden(t *testing.T) {
 		"[results.json](bench/results/results.json)",
 		"go tool pprof -top bin/outrigger bench/results/profile-redis-get-c50-cpu.pb.gz",
 		"## How the numbers are taken",
+		"- a note",
+		"Outrigger was built from a working tree with uncommitted changes (`outrigger 91cbdef-dirty",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("page lacks %q", want)

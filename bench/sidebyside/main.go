@@ -45,6 +45,7 @@ type options struct {
 	contestants    []string
 	invokedAs      string
 	skipIdle       bool
+	render         string
 }
 
 func parseFlags() (options, error) {
@@ -64,6 +65,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&cases, "cases", "", "comma-separated cases to run (ids, row ids, postgres or redis); default all")
 	flag.StringVar(&contestants, "contestants", "", "comma-separated contestants (direct,haproxy,pgbouncer,twemproxy,outrigger); default all")
 	flag.StringVar(&o.invokedAs, "invoked-as", "", "how this run was started, for the report (the Makefile sets it)")
+	flag.StringVar(&o.render, "render", "", "run nothing: render results.md, the charts and the page again from this results.json")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -120,6 +122,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.render != "" {
+		res, err := bench.ReadResults(o.render)
+		if err == nil {
+			err = write(res, o)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sidebyside:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "sidebyside:", err)
 		stop()
