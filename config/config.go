@@ -156,6 +156,9 @@ type Postgres struct {
 	Upstream Upstream `koanf:"upstream" json:"upstream"`
 	Pool     PGPool   `koanf:"pool" json:"pool"`
 	Auth     PGAuth   `koanf:"auth" json:"auth"`
+	// MaxMessageSize refuses a client message longer than this (08P01)
+	// without reading it into memory.
+	MaxMessageSize int `koanf:"max_message_size" json:"max_message_size" default:"67108864"`
 }
 
 // PGPool is the server connection pool of a Postgres listener, per (database, user).
@@ -172,6 +175,12 @@ type PGPool struct {
 	ClientIdleTimeout        time.Duration `koanf:"client_idle_timeout" json:"client_idle_timeout" default:"0s"`
 	ResetQuery               string        `koanf:"reset_query" json:"reset_query" default:"DISCARD ALL"`
 	MaxPreparedStatements    int           `koanf:"max_prepared_statements" json:"max_prepared_statements" default:"200"`
+	// OnSessionState is what transaction and statement pooling do with
+	// session state that cannot follow a client across server connections
+	// (LISTEN, session advisory locks, temporary tables, WITH HOLD cursors,
+	// SQL PREPARE, SET ROLE, LOAD): pin (keep the client on its server for
+	// the rest of its session) | error (refuse the statement, 0A000).
+	OnSessionState string `koanf:"on_session_state" json:"on_session_state" default:"pin"`
 }
 
 // PGAuth is client authentication on a Postgres listener.
@@ -187,6 +196,15 @@ type PGUser struct {
 	Password Secret `koanf:"password" json:"password,omitempty"`
 	// PasswordFile is read at load time; surrounding whitespace is trimmed.
 	PasswordFile string `koanf:"password_file" json:"password_file,omitempty"`
+	// Principals are the mTLS identities (SPIFFE URI or CN, globs allowed)
+	// that may log in as this user with auth.method cert.
+	Principals []string `koanf:"principals" json:"principals,omitempty"`
+	// UpstreamUser and UpstreamPassword are the credentials Outrigger logs
+	// in to Postgres with for this user ("" user: the same name; "" password:
+	// the client's password, or none), so the app needs no database secret.
+	UpstreamUser         string `koanf:"upstream_user" json:"upstream_user,omitempty"`
+	UpstreamPassword     Secret `koanf:"upstream_password" json:"upstream_password,omitempty"`
+	UpstreamPasswordFile string `koanf:"upstream_password_file" json:"upstream_password_file,omitempty"`
 }
 
 // Redis is a RESP listener.

@@ -417,7 +417,9 @@ func (c *Config) resolve(base string, environ []string) []error {
 		upstream(&pg.Upstream)
 		for j := range pg.Auth.Users {
 			u := &pg.Auth.Users[j]
-			secret(fmt.Sprintf("postgres[%d].auth.users[%d].password", i, j), &u.Password, &u.PasswordFile)
+			key := fmt.Sprintf("postgres[%d].auth.users[%d]", i, j)
+			secret(key+".password", &u.Password, &u.PasswordFile)
+			secret(key+".upstream_password", &u.UpstreamPassword, &u.UpstreamPasswordFile)
 		}
 	}
 	for i := range c.Redis {

@@ -95,6 +95,10 @@ func (c *Config) Validate() error {
 		if p.MaxPreparedStatements < 0 {
 			v.add(key+".pool.max_prepared_statements", "must be >= 0")
 		}
+		v.oneOf(key+".pool.on_session_state", p.OnSessionState, "pin", "error")
+		if s.MaxMessageSize < 1024 {
+			v.add(key+".max_message_size", "must be >= 1024")
+		}
 		v.oneOf(key+".auth.method", s.Auth.Method, "trust", "md5", "scram-sha-256", "cert")
 		if s.Auth.Method == "cert" && s.TLS == "" {
 			v.add(key+".auth.method", "cert needs a client-facing tls profile with client_auth: require")
@@ -110,6 +114,14 @@ func (c *Config) Validate() error {
 			seen[u.Name] = true
 			if (s.Auth.Method == "md5" || s.Auth.Method == "scram-sha-256") && u.Password == "" {
 				v.add(ukey+".password", "required for auth.method %s (or password_file)", s.Auth.Method)
+			}
+			if s.Auth.Method == "cert" && len(u.Principals) == 0 {
+				v.add(ukey+".principals", "required for auth.method cert")
+			}
+			for k, g := range u.Principals {
+				if _, err := path.Match(g, ""); err != nil {
+					v.add(fmt.Sprintf("%s.principals[%d]", ukey, k), "bad glob: %v", err)
+				}
 			}
 		}
 	}

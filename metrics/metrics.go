@@ -65,6 +65,22 @@ type Metrics struct {
 	RedisClients         *prometheus.GaugeVec
 	RedisPins            *prometheus.CounterVec
 	RedisUpstreamConns   *prometheus.GaugeVec
+
+	// Postgres frontend, labelled by listener and pool (database/user of a
+	// pool whose credentials a server accepted; at most 256 per listener).
+	PGQueries             *prometheus.CounterVec
+	PGQueryDuration       *prometheus.HistogramVec
+	PGTransactions        *prometheus.CounterVec
+	PGTransactionDuration *prometheus.HistogramVec
+	PGClients             *prometheus.GaugeVec
+	PGPins                *prometheus.CounterVec
+	PGPrepared            *prometheus.CounterVec
+	PGCancels             *prometheus.CounterVec
+	PGUpstreamErrors      *prometheus.CounterVec
+
+	// Connection pools of any frontend.
+	PoolAcquireWait *prometheus.HistogramVec
+	Pools           *PoolCollector
 }
 
 // BuildInfo describes the binary for the outrigger_build_info metric.
@@ -149,7 +165,37 @@ func New(info BuildInfo) *Metrics {
 		RedisPins: f.counterVec("redis", "pins_total",
 			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",
 			"listener", "reason"),
+
+		PGQueries: f.counterVec("pg", "queries_total",
+			"Query round trips (a simple Query, or an extended-protocol batch up to Sync) by pool and outcome: ok, error (the server's ErrorResponse), proxy_error (refused by Outrigger).",
+			"listener", "pool", "outcome"),
+		PGQueryDuration: f.histogramVec("pg", "query_duration_seconds",
+			"Time from a client's Query or Sync being read to its ReadyForQuery being sent, by pool.", LatencyBuckets, "listener", "pool"),
+		PGTransactions: f.counterVec("pg", "transactions_total",
+			"Transactions (explicit, or one implicit per statement) by pool and outcome: commit, rollback.",
+			"listener", "pool", "outcome"),
+		PGTransactionDuration: f.histogramVec("pg", "transaction_duration_seconds",
+			"Time a transaction held its server connection, by pool.", LatencyBuckets, "listener", "pool"),
+		PGClients: f.gaugeVec("pg", "clients",
+			"Client sessions open on a postgres listener (after login).", "listener"),
+		PGPins: f.counterVec("pg", "pins_total",
+			"Clients pinned to one server connection for the rest of their session in transaction mode, by reason: listen, advisory_lock, temp_table, with_hold_cursor, prepare, set_role, load, dynamic_set, other.",
+			"listener", "reason"),
+		PGPrepared: f.counterVec("pg", "prepared_statements_total",
+			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements).",
+			"listener", "result"),
+		PGCancels: f.counterVec("pg", "cancels_total",
+			"CancelRequests by result: forwarded (to the server running the client's query), idle (the client had nothing running), unknown (no such client key).",
+			"listener", "result"),
+		PGUpstreamErrors: f.counterVec("pg", "upstream_errors_total",
+			"Server connection failures by class: connect, auth, lost (closed or broken while in use), reset (cleanup failed).",
+			"listener", "class"),
+
+		PoolAcquireWait: f.histogramVec("pool", "acquire_wait_seconds",
+			"Time a client waited in a pool's queue for a connection.", LatencyBuckets, "listener", "pool"),
 	}
+	m.Pools = newPoolCollector()
+	reg.MustRegister(m.Pools)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(info.Version, info.Commit, runtime.Version()).Set(1)
 	return m
@@ -197,9 +243,12 @@ func (m *Metrics) ForgetListener(name string) {
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
 		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
+		m.PGQueries, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
+		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
 	} {
 		v.DeletePartialMatch(l)
 	}
+	m.Pools.forgetListener(name)
 }
 
 // ForgetUpstreams deletes the upstream series of a listener for addresses

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/pg"
 	"github.com/outrigger/outrigger/redis"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -175,7 +176,7 @@ func check(src config.Source, opts Options) int {
 
 // builders are the protocol frontends of this build, plus any the caller adds.
 func builders(opts Options) map[config.ListenerKind]sidecar.Builder {
-	b := map[config.ListenerKind]sidecar.Builder{config.KindRedis: redis.NewHandler}
+	b := map[config.ListenerKind]sidecar.Builder{config.KindRedis: redis.NewHandler, config.KindPostgres: pg.NewHandler}
 	for k, v := range opts.Builders {
 		b[k] = v
 	}

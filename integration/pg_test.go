@@ -1,0 +1,182 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outrigger/outrigger/internal/testenv"
+)
+
+// pgProxy is a postgres listener in front of a throwaway Postgres.
+type pgProxy struct {
+	*outrigger
+	PG   *testenv.Postgres
+	Addr string
+}
+
+// pgProxyConfig is a postgres listener for upstream with the given pool
+// mode and size; users app (scram) and md5user, the server's own passwords.
+func pgProxyConfig(listen, upstream, mode string, size int, extra string) string {
+	return fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+postgres:
+  - name: appdb
+    listen: %q
+    upstream: {address: %q}
+    pool: {mode: %s, size: %d, acquire_timeout: 5s%s}
+    auth:
+      method: scram-sha-256
+      users:
+        - {name: app, password: app}
+        - {name: postgres, password: postgres}
+`, listen, upstream, mode, size, extra)
+}
+
+func startPGProxy(t *testing.T, mode string, size int, extra string) *pgProxy {
+	t.Helper()
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	addr := testenv.FreeAddr(t)
+	o := startOutrigger(t, pgProxyConfig(addr, pg.Addr(), mode, size, extra))
+	return &pgProxy{outrigger: o, PG: pg, Addr: addr}
+}
+
+// dsn is a client DSN for the proxy.
+func (p *pgProxy) dsn(user, password, db string, extra ...string) string {
+	host, port, _ := net.SplitHostPort(p.Addr)
+	s := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable", host, port, user, password, db)
+	for _, e := range extra {
+		s += " " + e
+	}
+	return s
+}
+
+func (p *pgProxy) connect(t testing.TB, extra ...string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, p.dsn("app", "app", "app", extra...))
+	if err != nil {
+		t.Fatalf("connect through outrigger: %v\n%s", err, p.Logs)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func TestPGSmoke(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			p := startPGProxy(t, mode, 2, "")
+			ctx := testCtx(t, 30*time.Second)
+			c := p.connect(t)
+			var n int
+			if err := c.QueryRow(ctx, "select $1::int + 1", 41).Scan(&n); err != nil || n != 42 {
+				t.Fatalf("select: %v %d", err, n)
+			}
+			for i := range 20 {
+				var s string
+				if err := c.QueryRow(ctx, "select $1::text", strconv.Itoa(i)).Scan(&s); err != nil || s != strconv.Itoa(i) {
+					t.Fatalf("select %d: %v %q", i, err, s)
+				}
+			}
+			if _, err := c.Exec(ctx, "create table if not exists t (id int primary key, v text)"); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, "insert into t values (1, 'a') on conflict do nothing"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var v string
+			if err := c.QueryRow(ctx, "select v from t where id = 1").Scan(&v); err != nil || v != "a" {
+				t.Fatalf("read back: %v %q", err, v)
+			}
+			_, err = c.Exec(ctx, "select 1/0")
+			if err == nil {
+				t.Fatal("division by zero did not fail")
+			}
+			if err := c.QueryRow(ctx, "select 7").Scan(&n); err != nil || n != 7 {
+				t.Fatalf("after error: %v %d", err, n)
+			}
+		})
+	}
+}
+
+// TestPGBenchModes runs pgbench in every query mode, with and without a new
+// connection per transaction, through session and transaction pooling
+// (SCRAM from pgbench to Outrigger and from Outrigger to Postgres): no
+// failed transactions, and never more server connections than the pool.
+func TestPGBenchModes(t *testing.T) {
+	integrationOnly(t)
+	pgbench := pgClient(t, "pgbench")
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			p := startPGProxy(t, mode, 4, "")
+			host, port := splitHostPort(t, p.Addr)
+			env := append(os.Environ(), "PGPASSWORD=app")
+			run := func(args ...string) string {
+				t.Helper()
+				cmd := exec.Command(pgbench, append([]string{"-h", host, "-p", port, "-U", "app"}, args...)...)
+				cmd.Env = env
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("pgbench %v: %v\n%s\n%s", args, err, out, p.Logs)
+				}
+				return string(out)
+			}
+			run("-i", "-s", "1", "-q", "app")
+			clients := "8"
+			if mode == "session" {
+				clients = "4" // one server per client: no more than the pool
+			}
+			for _, qm := range []string{"simple", "extended", "prepared"} {
+				for _, connect := range []bool{false, true} {
+					args := []string{"-M", qm, "-c", clients, "-j", "2", "-t", "200", "-n", "app"}
+					if connect {
+						args = append([]string{"-C"}, args...)
+						args[len(args)-3] = "50"
+					}
+					out := run(args...)
+					if m := regexp.MustCompile(`number of failed transactions: (\d+)`).FindStringSubmatch(out); m == nil || m[1] != "0" {
+						t.Errorf("pgbench %v: failed transactions %v\n%s", args, m, out)
+					}
+					if m := regexp.MustCompile(`number of transactions actually processed: (\d+)/`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+						t.Errorf("pgbench %v: nothing processed\n%s", args, out)
+					}
+				}
+			}
+			n := serverConnections(t, p.PG)
+			if n > 4 {
+				t.Errorf("upstream has %d connections from outrigger, pool size is 4", n)
+			}
+		})
+	}
+}
+
+// serverConnections counts the app user's backends on pg.
+func serverConnections(t *testing.T, pg *testenv.Postgres) int {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	c, err := pgx.Connect(ctx, pg.SuperDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "select count(*) from pg_stat_activity where usename = 'app'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,91 @@
+package pg
+
+import (
+	"time"
+
+	"github.com/outrigger/outrigger/pg/classify"
+)
+
+// itemKind is the client message a reply from the server answers.
+type itemKind uint8
+
+const (
+	itParse itemKind = iota + 1
+	itBind
+	itDescribe
+	itExecute
+	itClose
+	itSync
+	itQuery
+	itFunc
+	// itHidden is a simple query Outrigger sent itself (bringing a
+	// server's session parameters in line): every reply to it is dropped.
+	itHidden
+)
+
+// action says what happens to the reply of an item.
+type action uint8
+
+const (
+	actForward action = iota
+	// actDrop: the client never sent this message (a Parse re-preparing a
+	// statement on a new server, a Close for an evicted one); its reply is
+	// not passed on.
+	actDrop
+	// actSynth: the client sent it but the server never sees it (a Parse
+	// the server already has, a Close of a shared statement, a Sync with
+	// no server): Outrigger answers in its place, in order.
+	actSynth
+)
+
+// item is one expected reply, in the order the server (or Outrigger)
+// will answer.
+type item struct {
+	kind   itemKind
+	act    action
+	synth  byte   // the reply type an actSynth item answers with
+	server string // the shared statement name a Parse prepares
+	// effects are the session-state effects of a Query, or of the
+	// statement an Execute runs, applied once they are committed.
+	effects []classify.Effect
+	failed  bool
+	start   time.Time
+	errMsg  *Error // an actSynth error reply
+}
+
+// queue is a FIFO of items; it reuses its backing array.
+type queue struct {
+	items []item
+	head  int
+}
+
+func (q *queue) empty() bool { return q.head == len(q.items) }
+
+func (q *queue) len() int { return len(q.items) - q.head }
+
+func (q *queue) push(it item) { q.items = append(q.items, it) }
+
+// front returns the next item, or nil.
+func (q *queue) front() *item {
+	if q.empty() {
+		return nil
+	}
+	return &q.items[q.head]
+}
+
+func (q *queue) pop() item {
+	it := q.items[q.head]
+	q.items[q.head] = item{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items = q.items[:0]
+		q.head = 0
+	}
+	return it
+}
+
+func (q *queue) reset() {
+	clear(q.items)
+	q.items = q.items[:0]
+	q.head = 0
+}

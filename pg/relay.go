@@ -1,0 +1,344 @@
+package pg
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/outrigger/outrigger/pg/classify"
+	"github.com/outrigger/outrigger/pool"
+)
+
+// relay reads srv for the session while it is attached: it forwards
+// replies to the client as raw bytes, decoding only the messages that
+// drive state, and gives the server back to the pool at ReadyForQuery when
+// nothing is outstanding (transaction and statement mode) or when the
+// session ends.
+func (s *session) relay(srv *server, lease *pool.Lease[*server], done chan struct{}) {
+	defer close(done)
+	for {
+		m, err := srv.fr.next()
+		s.mu.Lock()
+		if err != nil {
+			s.relayEnded(srv, lease, err)
+			return
+		}
+		broken := s.onServer(srv, m)
+		// Batch what the server already sent into one client write.
+		for !broken && srv.fr.ready() {
+			if m, err = srv.fr.next(); err != nil {
+				s.relayEnded(srv, lease, err)
+				return
+			}
+			broken = s.onServer(srv, m)
+		}
+		_ = s.flushClient()
+		if broken {
+			s.relayEnded(srv, lease, errServerDesync)
+			return
+		}
+		if s.detachable(srv) {
+			s.detach()
+			s.mu.Unlock()
+			srv.quiesce()
+			lease.Release()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+var errServerDesync = errors.New("pg: server reply does not match what was sent")
+
+// detachable reports whether the server can go back to the pool. mu held.
+func (s *session) detachable(srv *server) bool {
+	return s.h.mode != modeSession && s.pinned == "" && !s.closing &&
+		s.q.empty() && !s.open && !s.copying && srv.txStatus == 'I'
+}
+
+// detach unhooks the server and ends the transaction's bookkeeping. mu held.
+func (s *session) detach() {
+	s.srv, s.lease, s.relayDone = nil, nil, nil
+	if !s.txStart.IsZero() {
+		s.pool.m.txDur.Observe(time.Since(s.txStart).Seconds())
+		s.txStart = time.Time{}
+	}
+	clear(s.portals)
+}
+
+// relayEnded handles the end of the relay's reads: the session closing (a
+// deadline the client goroutine set) or the server failing. mu held; it
+// unlocks.
+func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error) {
+	closing := s.closing && errors.Is(err, os.ErrDeadlineExceeded)
+	clean := s.q.empty() && !s.open && !s.copying
+	pinned := s.pinned != ""
+	s.srv, s.lease, s.relayDone = nil, nil, nil
+	s.q.reset()
+	if closing {
+		s.mu.Unlock()
+		srv.quiesce()
+		_ = srv.conn.SetReadDeadline(time.Time{})
+		switch {
+		case !clean:
+			lease.Discard()
+		case pinned || s.h.mode == modeSession || srv.txStatus != 'I':
+			srv.needsReset = pinned
+			lease.ReleaseDirty()
+		default:
+			lease.Release()
+		}
+		return
+	}
+	// The server failed under a live session: the client's transaction
+	// and anything in flight are gone, as they would be had the client
+	// been connected to that server.
+	if !s.fatalSent {
+		e := fatalf(codeConnectionFailure, "server connection lost: %v", err)
+		if errors.Is(err, errServerDesync) {
+			e.Code = codeProtocolViolation
+			e.Message = "server reply out of step with the request stream"
+		}
+		s.writeClient(appendError(nil, e))
+		_ = s.flushClient()
+		s.fatalSent = true
+	}
+	s.mu.Unlock()
+	s.h.m.upErrors.WithLabelValues("lost").Inc()
+	srv.quiesce()
+	lease.Discard()
+	_ = s.conn.Close()
+}
+
+// onServer handles one server message. mu held. It returns true when the
+// reply stream no longer matches the queue (the server must be closed).
+func (s *session) onServer(srv *server, m msg) (broken bool) {
+	s.pumpSynth()
+	it := s.q.front()
+	if it != nil && it.kind == itHidden {
+		// Replies to Outrigger's own query never reach the client.
+		switch m.Type {
+		case 'E':
+			return s.onServerError(srv, m, it)
+		case 'Z':
+			return s.onReady(srv, m, it)
+		case 'S':
+			srv.noteParameter(m.Body)
+		}
+		return false
+	}
+	switch m.Type {
+	case 'D', 'd', 'c', 'V', 't':
+		// DataRow, CopyData, CopyDone, FunctionCallResponse,
+		// ParameterDescription: forwarded as they are.
+	case 'T':
+		if it != nil && it.kind == itDescribe {
+			s.q.pop()
+		}
+	case 'n':
+		if it == nil || it.kind != itDescribe {
+			return true
+		}
+		s.q.pop()
+	case '1':
+		if it == nil || it.kind != itParse {
+			return true
+		}
+		done := s.q.pop()
+		if done.server != "" {
+			s.h.noteKnown(done.server)
+		}
+		if done.act == actDrop {
+			return false
+		}
+	case '2':
+		if it == nil || it.kind != itBind {
+			return true
+		}
+		s.q.pop()
+	case '3':
+		if it == nil || it.kind != itClose {
+			return true
+		}
+		if s.q.pop().act == actDrop {
+			return false
+		}
+	case 'C':
+		switch {
+		case it == nil:
+			return true
+		case it.kind == itExecute:
+			done := s.q.pop()
+			s.txEffects = append(s.txEffects, done.effects...)
+		case it.kind == itQuery:
+		default:
+			return true
+		}
+		if tag := m.Body; len(tag) >= 8 && string(tag[:8]) == "ROLLBACK" {
+			s.rolledBack = true
+		}
+		s.copying = false
+	case 'I', 's':
+		if it == nil {
+			return true
+		}
+		if it.kind == itExecute {
+			s.q.pop()
+		}
+	case 'G', 'H', 'W':
+		s.copying = true
+	case 'S':
+		srv.noteParameter(m.Body)
+	case 'N', 'A':
+	case 'E':
+		return s.onServerError(srv, m, it)
+	case 'Z':
+		return s.onReady(srv, m, it)
+	default:
+		return true
+	}
+	s.writeClient(m.Raw)
+	return false
+}
+
+// onServerError forwards an ErrorResponse and, in the extended protocol,
+// drops the items the server will now skip up to the next Sync.
+func (s *session) onServerError(srv *server, m msg, it *item) bool {
+	if it == nil {
+		// An error outside any request: the server is going away
+		// (pg_terminate_backend, shutdown). Pass it on; the read error
+		// that follows ends the session.
+		s.writeClient(m.Raw)
+		s.fatalSent = isFatal(m.Body)
+		return false
+	}
+	if it.kind == itHidden {
+		// Bringing the server's parameters in line failed: the client's
+		// session cannot be reproduced on this server.
+		e := fatalf(codeConnectionFailure, "could not restore session parameters on a server connection")
+		s.writeClient(appendError(nil, e))
+		s.fatalSent = true
+		_ = s.conn.Close()
+		return true
+	}
+	s.writeClient(m.Raw)
+	s.copying = false
+	it.failed = true
+	switch it.kind {
+	case itQuery, itSync, itFunc:
+		return false
+	}
+	for {
+		f := s.q.front()
+		if f == nil {
+			return false
+		}
+		if f.kind == itSync {
+			f.failed = true
+			return false
+		}
+		done := s.q.pop()
+		if done.kind == itParse && done.server != "" {
+			srv.prepared.Remove(done.server)
+		}
+	}
+}
+
+func isFatal(body []byte) bool {
+	for len(body) > 1 {
+		field := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return false
+		}
+		if field == 'V' || field == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		body = rest
+	}
+	return false
+}
+
+// onReady handles ReadyForQuery: the end of a Query or of a Sync.
+func (s *session) onReady(srv *server, m msg, it *item) bool {
+	if len(m.Body) != 1 || it == nil {
+		return true
+	}
+	switch it.kind {
+	case itSync, itQuery, itFunc, itHidden:
+	default:
+		return true
+	}
+	done := s.q.pop()
+	status := m.Body[0]
+	srv.txStatus = status
+	s.copying = false
+	if done.kind == itHidden {
+		return false
+	}
+	s.txStatus = status
+	if done.kind == itQuery && !done.failed {
+		s.txEffects = append(s.txEffects, done.effects...)
+	}
+	if done.failed {
+		s.pool.m.queriesErr.Inc()
+	} else {
+		s.pool.m.queriesOK.Inc()
+	}
+	if !done.start.IsZero() {
+		s.pool.m.queryDur.Observe(time.Since(done.start).Seconds())
+	}
+	if status == 'I' {
+		if s.rolledBack || done.failed {
+			s.pool.m.rollbacks.Inc()
+			if len(s.txEffects) > 0 {
+				// What was rolled back is uncertain (ROLLBACK TO SAVEPOINT
+				// has the same tag): the server is made to start over.
+				srv.settings = unknownSettings
+			}
+		} else {
+			s.pool.m.commits.Inc()
+			s.commitEffects(srv)
+		}
+		s.txEffects = s.txEffects[:0]
+		s.rolledBack = false
+	}
+	s.writeClient(m.Raw)
+	return false
+}
+
+// commitEffects applies the session-state effects of a committed
+// transaction to the client's settings and to what the server has. mu held.
+func (s *session) commitEffects(srv *server) {
+	if len(s.txEffects) == 0 {
+		return
+	}
+	cs, ss := s.settings, srv.settings
+	for _, e := range s.txEffects {
+		switch e.Kind {
+		case classify.EffectSet:
+			cs = cs.with(e.Name, e.SQL)
+			ss = ss.with(e.Name, e.SQL)
+		case classify.EffectReset:
+			cs = cs.with(e.Name, s.startup.m[e.Name])
+			ss = ss.with(e.Name, "")
+		case classify.EffectResetAll:
+			cs, ss = s.startup, emptySettings
+		case classify.EffectDiscardAll:
+			cs, ss = s.startup, emptySettings
+			s.dropStatements(srv)
+		case classify.EffectDeallocateAll:
+			s.dropStatements(srv)
+		}
+	}
+	s.settings, srv.settings = cs, ss
+}
+
+// dropStatements forgets the client's prepared statements and the
+// server's shared ones (DISCARD ALL, DEALLOCATE ALL removed them there).
+func (s *session) dropStatements(srv *server) {
+	if s.renames() {
+		s.dropStmts = true // the client goroutine owns the map
+	}
+	srv.clearPrepared()
+}

@@ -1,0 +1,230 @@
+package pg
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/outrigger/outrigger/sidecar"
+)
+
+// server is one upstream Postgres connection, after startup and
+// authentication. While it is lent to a session, that session's goroutines
+// own it: the client goroutine writes, the relay goroutine reads. In the
+// pool nobody touches it.
+type server struct {
+	conn net.Conn
+	fr   *frameReader
+	// wmu is held while the client goroutine writes. The server's answer
+	// can arrive before the write call returns, so the relay takes wmu
+	// before it gives the server back: nobody writes to a server that
+	// another session may have by then.
+	wmu  sync.Mutex
+	w    *bufio.Writer
+	addr *sidecar.UpstreamAddr
+	pid  uint32
+	key  []byte
+
+	// params are the values the server last reported with ParameterStatus.
+	params map[string]string
+	// settings are the session parameters Outrigger has set on it.
+	settings *settings
+	// prepared holds the shared statement names prepared on it, least
+	// recently used first; evicted names wait in toClose for a Close.
+	prepared *simplelru.LRU[string, struct{}]
+	toClose  []string
+	// unnamed is the client statement the unnamed statement holds (nil:
+	// unknown or none).
+	unnamed *clientStmt
+	// txStatus is the status of its last ReadyForQuery.
+	txStatus byte
+	// needsReset: a pinned client left session state (LISTEN, temporary
+	// tables, advisory locks) that only DISCARD ALL clears.
+	needsReset bool
+}
+
+func (s *server) String() string { return fmt.Sprintf("server pid %d at %s", s.pid, s.addr.Address) }
+
+// dialServer connects and authenticates a server connection for key, on
+// the first upstream address that answers.
+func (h *Handler) dialServer(ctx context.Context, key poolKey, creds upstreamCreds) (*server, error) {
+	skip := map[*sidecar.UpstreamAddr]bool{}
+	var errs []error
+	for {
+		a := h.up.Pick(skip)
+		if a == nil {
+			return nil, errors.Join(append([]error{sidecar.ErrNoUpstream}, errs...)...)
+		}
+		s, err := h.dialAddr(ctx, a, key, creds)
+		if err == nil {
+			return s, nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) || ctx.Err() != nil {
+			return nil, err // the server answered: another address will say the same
+		}
+		errs = append(errs, err)
+		skip[a] = true
+	}
+}
+
+func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poolKey, creds upstreamCreds) (*server, error) {
+	cfg := h.connCfg.Copy()
+	cfg.User = creds.user
+	cfg.Password = creds.password
+	cfg.Database = key.database
+	cfg.TLSConfig = h.up.TLSConfig(a)
+	cfg.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return h.up.DialAddr(ctx, a, false)
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return nil, pgErr
+		}
+		return nil, fmt.Errorf("upstream %s: %w", a.Address, err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	s := &server{
+		conn: hc.Conn, addr: a, pid: hc.PID, key: hc.SecretKey,
+		params: hc.ParameterStatuses, settings: emptySettings, txStatus: hc.TxStatus,
+	}
+	s.fr = newFrameReader(hc.Conn, 1<<30)
+	s.w = bufio.NewWriterSize(hc.Conn, 16<<10)
+	size := h.cfg.Pool.MaxPreparedStatements
+	if size <= 0 {
+		size = 1 << 30
+	}
+	s.prepared, _ = simplelru.NewLRU[string, struct{}](size, func(name string, _ struct{}) {
+		s.toClose = append(s.toClose, name)
+	})
+	return s, nil
+}
+
+// write sends b. A failed write closes the connection, so the relay's
+// read fails and the session learns of it there.
+func (s *server) write(b []byte) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.w.Write(b)
+	if err == nil {
+		err = s.w.Flush()
+	}
+	if err != nil {
+		_ = s.conn.Close()
+	}
+}
+
+// quiesce waits for a write in progress to return.
+func (s *server) quiesce() {
+	s.wmu.Lock()
+	s.wmu.Unlock() //nolint:staticcheck // an empty critical section is the point
+}
+
+// exec runs sql as a simple query and reads up to ReadyForQuery, keeping
+// the server's reported parameters current. It is for connections no
+// relay goroutine reads: startup probes, resets.
+func (s *server) exec(ctx context.Context, sql string) error {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(10 * time.Second)
+	}
+	_ = s.conn.SetDeadline(dl)
+	defer s.conn.SetDeadline(time.Time{})
+	q := pgproto3.Query{String: sql}
+	buf, _ := q.Encode(nil)
+	if _, err := s.w.Write(buf); err != nil {
+		return err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	var firstErr error
+	for {
+		m, err := s.fr.next()
+		if err != nil {
+			return err
+		}
+		switch m.Type {
+		case 'S':
+			s.noteParameter(m.Body)
+		case 'E':
+			if firstErr == nil {
+				var er pgproto3.ErrorResponse
+				if er.Decode(m.Body) == nil {
+					firstErr = pgconn.ErrorResponseToPgError(&er)
+				} else {
+					firstErr = errors.New("pg: undecodable error from server")
+				}
+			}
+		case 'Z':
+			if len(m.Body) == 1 {
+				s.txStatus = m.Body[0]
+			}
+			return firstErr
+		}
+	}
+}
+
+// noteParameter records a ParameterStatus body.
+func (s *server) noteParameter(body []byte) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return
+	}
+	val, _, ok := cstring(rest)
+	if !ok {
+		return
+	}
+	if s.params == nil {
+		s.params = map[string]string{}
+	}
+	s.params[string(name)] = string(val)
+}
+
+// check tells whether an idle connection is still open: nothing may be
+// waiting to be read on it (an idle server sends nothing unless it is
+// going away).
+func (s *server) check(context.Context) error {
+	if s.fr.buffered() {
+		return errors.New("pg: idle server connection has unread input")
+	}
+	_ = s.conn.SetReadDeadline(time.Now())
+	_, err := s.fr.r.Peek(1)
+	_ = s.conn.SetReadDeadline(time.Time{})
+	if err == nil {
+		return errors.New("pg: idle server connection has unread input")
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func (s *server) close() error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write([]byte{'X', 0, 0, 0, 4})
+	return s.conn.Close()
+}
+
+// clearPrepared forgets every shared statement (after DISCARD ALL or
+// DEALLOCATE ALL ran on the server).
+func (s *server) clearPrepared() {
+	s.prepared.Purge()
+	s.toClose = s.toClose[:0]
+	s.unnamed = nil
+}

@@ -1,0 +1,584 @@
+package pg
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/outrigger/outrigger/pg/classify"
+	"github.com/outrigger/outrigger/pool"
+	"github.com/outrigger/outrigger/sidecar"
+)
+
+// session is one client connection. Two goroutines serve it: the client
+// goroutine (run) reads the client, decides and writes to the server; the
+// relay goroutine, one per server attachment, reads the server and writes
+// to the client. mu guards the shared state and the client writer.
+type session struct {
+	h    *Handler
+	ctx  context.Context
+	sc   *sidecar.Conn
+	conn net.Conn
+	fr   *frameReader
+
+	// Owned by the client goroutine.
+	out    []byte // messages for the attached server, not yet written
+	pool   *serverPool
+	stmts  map[string]*clientStmt
+	anon   *clientStmt // the unnamed statement
+	skip   bool        // a local error: drop extended messages until Sync
+	user   string
+	db     string
+	pid    uint32
+	secret uint32
+
+	mu         sync.Mutex
+	w          *bufio.Writer
+	werr       error
+	srv        *server
+	lease      *pool.Lease[*server]
+	relayDone  chan struct{}
+	q          queue
+	open       bool // extended messages sent since the last Sync
+	copying    bool
+	txStatus   byte
+	pinned     string
+	closing    bool
+	settings   *settings // what the client has set
+	startup    *settings // what its StartupMessage set (RESET goes back to it)
+	portals    map[string]*clientStmt
+	txEffects  []classify.Effect
+	txStart    time.Time
+	rolledBack bool
+	fatalSent  bool
+	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
+}
+
+// clientStmt is a statement a client prepared with a Parse. In transaction
+// and statement mode it runs on servers under a shared name.
+type clientStmt struct {
+	name    string
+	server  string // "" for the unnamed statement
+	parse   []byte // the Parse message a server is sent
+	effects []classify.Effect
+}
+
+// maxClientStatements bounds the prepared statements one client may hold
+// at once.
+const maxClientStatements = 10000
+
+func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
+	conn := c.Counting()
+	s := &session{
+		h: h, ctx: ctx, sc: c, conn: conn,
+		fr:       newFrameReader(conn, h.cfg.MaxMessageSize),
+		w:        bufio.NewWriterSize(conn, 8<<10),
+		stmts:    map[string]*clientStmt{},
+		txStatus: 'I',
+		settings: emptySettings, startup: emptySettings,
+	}
+	return s
+}
+
+func (s *session) renames() bool { return s.h.mode != modeSession }
+
+// run serves the session to its end.
+func (s *session) run() {
+	err := s.login()
+	if err == nil {
+		s.h.m.clients.Inc()
+		err = s.serve()
+		s.h.m.clients.Dec()
+	}
+	s.finish(err)
+}
+
+// login runs startup and authentication and sends the client what
+// Postgres would: AuthenticationOk, ParameterStatus, BackendKeyData,
+// ReadyForQuery.
+func (s *session) login() error {
+	res, err := s.readStartup(s.ctx)
+	if err != nil {
+		return err
+	}
+	if res.cancel {
+		return io.EOF
+	}
+	s.user = res.params["user"]
+	s.db = res.params["database"]
+	if s.db == "" {
+		s.db = s.user
+	}
+	if res.minor > 0 || len(res.unknown) > 0 {
+		if err := s.sendStartup(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: res.unknown}); err != nil {
+			return err
+		}
+	}
+	creds, err := s.authenticate(s.user, res.principal)
+	if err != nil {
+		return err
+	}
+	if s.startup, err = startupSettings(res.params); err != nil {
+		return err
+	}
+	s.settings = s.startup
+	ctx, cancel := context.WithTimeout(s.ctx, s.h.cfg.Pool.AcquireTimeout+s.h.cfg.Upstream.ConnectTimeout)
+	defer cancel()
+	if s.pool, err = s.h.serverPool(ctx, poolKey{database: s.db, user: s.user}, creds); err != nil {
+		s.h.m.upErrors.WithLabelValues("auth").Inc()
+		return err
+	}
+	status, err := s.pool.clientStatus(ctx, s.startup)
+	if err != nil {
+		return err
+	}
+	s.h.cancels.register(s)
+	var buf []byte
+	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
+	for _, k := range sortedKeys(status) {
+		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: status[k]}).Encode(buf)
+	}
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: be32(s.secret)}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Write(buf)
+	return s.w.Flush()
+}
+
+// clientStatus is the ParameterStatus set a client with these startup
+// settings sees: what a server reports once they are applied. It is
+// learned on a server the first time and cached per pool.
+func (sp *serverPool) clientStatus(ctx context.Context, st *settings) (map[string]string, error) {
+	sp.mu.Lock()
+	if st == emptySettings {
+		defer sp.mu.Unlock()
+		return sp.base, nil
+	}
+	if m := sp.statusBySettings[st.sum]; m != nil {
+		sp.mu.Unlock()
+		return m, nil
+	}
+	sp.mu.Unlock()
+	lease, err := sp.p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	srv := lease.Conn()
+	if sql := diffSQL(srv.settings, st); sql != "" {
+		if err := srv.exec(ctx, sql); err != nil {
+			lease.Discard()
+			var e *Error
+			if errors.As(clientError(err), &e) && e.Code != codeConnectionFailure {
+				e.Fatal = true
+				return nil, e
+			}
+			return nil, err
+		}
+		srv.settings = st
+	}
+	status := cloneMap(sp.base)
+	for k, v := range srv.params {
+		status[k] = v
+	}
+	lease.Release()
+	sp.mu.Lock()
+	if len(sp.statusBySettings) >= 64 {
+		clear(sp.statusBySettings)
+	}
+	sp.statusBySettings[st.sum] = status
+	sp.mu.Unlock()
+	return status, nil
+}
+
+var errTerminate = errors.New("pg: client sent Terminate")
+
+// serve reads client messages until the client leaves.
+func (s *session) serve() error {
+	for {
+		m, err := s.fr.next()
+		if err != nil {
+			return err
+		}
+		if err := s.handle(m); err != nil {
+			return err
+		}
+		if !s.fr.buffered() || len(s.out) >= 64<<10 {
+			s.fr.shrink()
+			if err := s.flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle processes one client message.
+func (s *session) handle(m msg) error {
+	if s.skip {
+		switch m.Type {
+		case 'S':
+			s.skip = false
+		case 'Q', 'X':
+			s.skip = false
+		default:
+			return nil
+		}
+	}
+	switch m.Type {
+	case 'P', 'B', 'D', 'C':
+		s.mu.Lock()
+		if s.dropStmts {
+			clear(s.stmts)
+			s.anon = nil
+			s.dropStmts = false
+		}
+		s.mu.Unlock()
+	}
+	switch m.Type {
+	case 'Q':
+		return s.onQuery(m)
+	case 'P':
+		return s.onParse(m)
+	case 'B':
+		return s.onBind(m)
+	case 'D':
+		return s.onDescribe(m)
+	case 'E':
+		return s.onExecute(m)
+	case 'C':
+		return s.onClose(m)
+	case 'S':
+		return s.onSync(m)
+	case 'H':
+		return s.onFlush(m)
+	case 'd', 'c', 'f':
+		return s.onCopy(m)
+	case 'F':
+		return s.forward(m, item{kind: itFunc, start: time.Now()})
+	case 'X':
+		return errTerminate
+	default:
+		return &ProtocolError{Msg: "unexpected message type " + quoteType(m.Type)}
+	}
+}
+
+func quoteType(t byte) string {
+	if t >= 0x20 && t < 0x7f {
+		return "'" + string(t) + "'"
+	}
+	return "0x" + string("0123456789abcdef"[t>>4]) + string("0123456789abcdef"[t&15])
+}
+
+// lockServer returns the attached server with mu held, attaching one from
+// the pool first if needed (and bringing its session parameters in line
+// with the client's). On error mu is not held.
+func (s *session) lockServer() (*server, error) {
+	s.mu.Lock()
+	if s.srv != nil {
+		return s.srv, nil
+	}
+	s.mu.Unlock()
+	lease, err := s.pool.p.Acquire(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	srv := lease.Conn()
+	s.mu.Lock()
+	s.srv, s.lease = srv, lease
+	s.txStart = time.Now()
+	if sql := diffSQL(srv.settings, s.settings); sql != "" {
+		s.q.push(item{kind: itHidden})
+		s.out = appendMsg(s.out, 'Q', []byte(sql), []byte{0})
+		srv.settings = s.settings
+	}
+	done := make(chan struct{})
+	s.relayDone = done
+	go s.relay(srv, lease, done)
+	return srv, nil
+}
+
+// forward sends m as it is, expecting it.
+func (s *session) forward(m msg, it item) error {
+	if _, err := s.lockServer(); err != nil {
+		return err
+	}
+	s.q.push(it)
+	s.mu.Unlock()
+	s.out = append(s.out, m.Raw...)
+	return nil
+}
+
+// inspect classifies sql for session-state effects. It returns the
+// effects to apply once the statement commits, or a client error when a
+// statement cannot be carried by this pool mode.
+func (s *session) inspect(sql string) ([]classify.Effect, *Error) {
+	if !classify.MayAffectSession(sql) {
+		return nil, nil
+	}
+	res := s.h.classes.Classify(sql)
+	var effects []classify.Effect
+	for i := range res.Statements {
+		effects = append(effects, res.Statements[i].Effects...)
+	}
+	if !s.renames() {
+		return effects, nil
+	}
+	for _, e := range effects {
+		if e.Kind != classify.EffectPin || s.pinned != "" {
+			continue
+		}
+		if s.h.cfg.Pool.OnSessionState == "error" {
+			return nil, errorf(codeFeatureNotSupported, "%s is not supported in %s pooling mode (pool.on_session_state: error)", e.Reason, s.h.cfg.Pool.Mode)
+		}
+		s.pin(string(e.Reason))
+	}
+	return effects, nil
+}
+
+func (s *session) pin(reason string) {
+	s.mu.Lock()
+	first := s.pinned == ""
+	if first {
+		s.pinned = reason
+	}
+	s.mu.Unlock()
+	if first {
+		s.h.m.pins.WithLabelValues(reason).Inc()
+	}
+}
+
+func (s *session) onQuery(m msg) error {
+	sql := string(trimNul(m.Body))
+	effects, cerr := s.inspect(sql)
+	if cerr == nil && s.h.mode == modeStatement && beginsTransaction(sql) {
+		cerr = errorf(codeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
+	}
+	if cerr != nil {
+		return s.localError(cerr, true)
+	}
+	srv, err := s.lockServer()
+	if err != nil {
+		return s.acquireFailed(err, true)
+	}
+	srv.unnamed = nil // a simple query replaces the unnamed statement
+	s.q.push(item{kind: itQuery, effects: effects, start: time.Now()})
+	s.mu.Unlock()
+	s.out = append(s.out, m.Raw...)
+	return nil
+}
+
+// localError answers the client with e in place of the server, in order.
+// A Query gets its ReadyForQuery too; in the extended protocol the
+// messages up to the next Sync are dropped, as Postgres does after an
+// error.
+func (s *session) localError(e *Error, query bool) error {
+	s.mu.Lock()
+	s.q.push(item{kind: itQuery, act: actSynth, synth: 'E', errMsg: e})
+	if query {
+		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z'})
+	} else {
+		s.skip = true
+	}
+	s.pumpSynth()
+	s.mu.Unlock()
+	if s.pool != nil {
+		s.pool.m.queriesProxy.Inc()
+	}
+	return nil
+}
+
+// acquireFailed answers a client whose message needed a server that could
+// not be had: 53300 on a pool timeout (the session goes on), else a
+// fatal error.
+func (s *session) acquireFailed(err error, query bool) error {
+	e := clientError(err)
+	if e.Fatal {
+		return e
+	}
+	return s.localError(e, query)
+}
+
+func trimNul(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == 0 {
+		return b[:n-1]
+	}
+	return b
+}
+
+// beginsTransaction reports whether sql starts with BEGIN or START
+// TRANSACTION (after blanks and comments).
+func beginsTransaction(sql string) bool {
+	w := firstWord(sql)
+	return w == "begin" || w == "start"
+}
+
+func firstWord(sql string) string {
+	i := 0
+	for i < len(sql) {
+		switch {
+		case sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r' || sql[i] == ';' || sql[i] == '(':
+			i++
+		case sql[i] == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			for i < len(sql) && sql[i] != '\n' {
+				i++
+			}
+		case sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			j := i + 2
+			for j+1 < len(sql) && !(sql[j] == '*' && sql[j+1] == '/') {
+				j++
+			}
+			i = j + 2
+		default:
+			j := i
+			for j < len(sql) && (sql[j]|0x20 >= 'a' && sql[j]|0x20 <= 'z') {
+				j++
+			}
+			w := []byte(sql[i:j])
+			for k := range w {
+				w[k] |= 0x20
+			}
+			return string(w)
+		}
+	}
+	return ""
+}
+
+func (s *session) onSync(m msg) error {
+	s.mu.Lock()
+	s.open = false
+	if s.srv == nil && s.q.empty() {
+		// Nothing went to a server since the last Sync (every message was
+		// answered by Outrigger): answer this one too.
+		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z'})
+		s.pumpSynth()
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.forward(m, item{kind: itSync, start: time.Now()})
+}
+
+func (s *session) onFlush(m msg) error {
+	s.mu.Lock()
+	idle := s.srv == nil || (s.q.empty() && !s.open)
+	s.mu.Unlock()
+	if idle {
+		return nil // nothing outstanding on a server to flush
+	}
+	s.out = append(s.out, m.Raw...)
+	return nil
+}
+
+func (s *session) onCopy(m msg) error {
+	s.mu.Lock()
+	active := s.srv != nil && s.copying
+	s.mu.Unlock()
+	if !active {
+		return nil // Postgres ignores copy messages outside COPY
+	}
+	s.out = append(s.out, m.Raw...)
+	return nil
+}
+
+// flush writes what the client goroutine has for the server, and anything
+// Outrigger answered itself to the client.
+func (s *session) flush() error {
+	s.mu.Lock()
+	srv := s.srv
+	s.pumpSynth()
+	err := s.flushClient()
+	s.mu.Unlock()
+	if len(s.out) > 0 && srv != nil {
+		srv.write(s.out)
+	}
+	if cap(s.out) > 1<<20 {
+		s.out = nil
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
+}
+
+// flushClient writes buffered replies to the client. mu held.
+func (s *session) flushClient() error {
+	if s.werr != nil {
+		return s.werr
+	}
+	if s.w.Buffered() == 0 {
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		s.werr = err
+	}
+	return s.werr
+}
+
+// writeClient buffers a message for the client. mu held.
+func (s *session) writeClient(b []byte) {
+	if s.werr != nil {
+		return
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.werr = err
+	}
+}
+
+// finish ends the session: the client gets a final error if there is one,
+// and the server goes back to the pool clean, or is closed.
+func (s *session) finish(err error) {
+	if err != nil && !errors.Is(err, errTerminate) && !errors.Is(err, io.EOF) && !isClosed(err) {
+		e := clientError(err)
+		s.mu.Lock()
+		if !s.fatalSent {
+			e.Fatal = true
+			s.writeClient(appendError(nil, e))
+			_ = s.flushClient()
+		}
+		s.mu.Unlock()
+		if !errors.Is(err, errAuthFailed) {
+			s.h.env.Logger.Debug("postgres session ended", slog.String("user", s.user), slog.String("database", s.db), slog.Any("error", err))
+		}
+	}
+	s.mu.Lock()
+	s.closing = true
+	srv, done := s.srv, s.relayDone
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.conn.SetReadDeadline(time.Now())
+		<-done
+	} else if done != nil {
+		<-done
+	}
+	if s.pid != 0 {
+		s.h.cancels.unregister(s)
+	}
+	_ = s.sc.Close()
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func be32(v uint32) []byte {
+	return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}
