@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outrigger/outrigger/internal/testenv"
 )
@@ -179,4 +181,72 @@ func serverConnections(t *testing.T, pg *testenv.Postgres) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestPGLimits checks pool.max_clients, client_idle_timeout,
+// idle_in_transaction_timeout and query_timeout against real clients.
+func TestPGLimits(t *testing.T) {
+	p := startPGProxy(t, "transaction", 2, ", max_clients: 2, client_idle_timeout: 700ms, idle_in_transaction_timeout: 700ms, query_timeout: 700ms")
+	ctx := testCtx(t, 30*time.Second)
+
+	t.Run("query_timeout", func(t *testing.T) {
+		c := p.connect(t)
+		_, err := c.Exec(ctx, "select pg_sleep(5)")
+		if code := sqlState(err); code != "57014" {
+			t.Fatalf("pg_sleep(5) with query_timeout 700ms: %v (SQLSTATE %q), want 57014", err, code)
+		}
+		var n int
+		if err := c.QueryRow(ctx, "select 1").Scan(&n); err != nil {
+			t.Fatalf("session not usable after the timeout: %v", err)
+		}
+	})
+	t.Run("max_clients", func(t *testing.T) {
+		a := p.connect(t)
+		_ = a
+		b := p.connect(t)
+		_ = b
+		c, err := pgx.Connect(ctx, p.dsn("app", "app", "app"))
+		if err == nil {
+			c.Close(ctx)
+			t.Fatal("a third client got in with max_clients 2")
+		}
+		if code := sqlState(err); code != "53300" {
+			t.Fatalf("third client: %v (SQLSTATE %q), want 53300", err, code)
+		}
+	})
+	t.Run("client_idle_timeout", func(t *testing.T) {
+		c := p.connect(t)
+		time.Sleep(1500 * time.Millisecond)
+		_, err := c.Exec(ctx, "select 1")
+		if err == nil {
+			t.Fatal("idle session still open after client_idle_timeout")
+		}
+	})
+	t.Run("idle_in_transaction_timeout", func(t *testing.T) {
+		c := p.connect(t)
+		if _, err := c.Exec(ctx, "begin"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "create temp table if not exists x (a int) on commit drop"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if _, err := c.Exec(ctx, "select 1"); err == nil {
+			t.Fatal("session idle in transaction still open after idle_in_transaction_timeout")
+		}
+		// The server went back clean: a new client is not in a transaction.
+		d := p.connect(t)
+		var inTx bool
+		if err := d.QueryRow(ctx, "select txid_current_if_assigned() is not null").Scan(&inTx); err != nil || inTx {
+			t.Fatalf("next client: in transaction %v, err %v", inTx, err)
+		}
+	})
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

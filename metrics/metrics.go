@@ -185,7 +185,7 @@ func New(info BuildInfo) *Metrics {
 			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements).",
 			"listener", "result"),
 		PGCancels: f.counterVec("pg", "cancels_total",
-			"CancelRequests by result: forwarded (to the server running the client's query), idle (the client had nothing running), unknown (no such client key).",
+			"Cancels by result: forwarded (a client's CancelRequest, to the server running its query), idle (the client had nothing running), unknown (no such client key), query_timeout (sent by Outrigger for pool.query_timeout).",
 			"listener", "result"),
 		PGUpstreamErrors: f.counterVec("pg", "upstream_errors_total",
 			"Server connection failures by class: connect, auth, lost (closed or broken while in use), reset (cleanup failed).",

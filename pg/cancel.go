@@ -74,6 +74,11 @@ func (h *Handler) cancel(pid uint32, key []byte) {
 		return
 	}
 	h.m.cancels.forwarded.Inc()
+	h.sendCancel(srv)
+}
+
+// sendCancel asks the server to cancel what it runs, on a new connection.
+func (h *Handler) sendCancel(srv *server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := h.up.DialAddr(ctx, srv.addr, false)

@@ -47,6 +47,7 @@ type Handler struct {
 	classes *classify.Cache
 	m       *handlerMetrics
 	cancels *cancelRegistry
+	clients atomic.Int64 // sessions past startup, for pool.max_clients
 
 	// known holds shared statement names some server prepared without
 	// error (at most maxKnown).

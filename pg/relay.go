@@ -277,6 +277,10 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 		return false
 	}
 	s.txStatus = status
+	if s.q.empty() {
+		s.stopQueryTimer()
+		s.armIdle()
+	}
 	if done.kind == itQuery && !done.failed {
 		s.txEffects = append(s.txEffects, done.effects...)
 	}

@@ -29,15 +29,16 @@ type session struct {
 	fr   *frameReader
 
 	// Owned by the client goroutine.
-	out    []byte // messages for the attached server, not yet written
-	pool   *serverPool
-	stmts  map[string]*clientStmt
-	anon   *clientStmt // the unnamed statement
-	skip   bool        // a local error: drop extended messages until Sync
-	user   string
-	db     string
-	pid    uint32
-	secret uint32
+	out     []byte // messages for the attached server, not yet written
+	pool    *serverPool
+	stmts   map[string]*clientStmt
+	anon    *clientStmt // the unnamed statement
+	skip    bool        // a local error: drop extended messages until Sync
+	user    string
+	db      string
+	counted bool // counted in Handler.clients
+	pid     uint32
+	secret  uint32
 
 	mu         sync.Mutex
 	w          *bufio.Writer
@@ -59,6 +60,7 @@ type session struct {
 	rolledBack bool
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
+	queryTimer *time.Timer
 }
 
 // clientStmt is a statement a client prepared with a Parse. In transaction
@@ -111,6 +113,11 @@ func (s *session) login() error {
 	if res.cancel {
 		return io.EOF
 	}
+	if n := s.h.clients.Add(1); n > int64(s.h.cfg.Pool.MaxClients) {
+		s.h.clients.Add(-1)
+		return fatalf(codeTooManyConnections, "no more connections allowed: pool.max_clients (%d) reached on listener %s", s.h.cfg.Pool.MaxClients, s.h.env.Name)
+	}
+	s.counted = true
 	s.user = res.params["user"]
 	s.db = res.params["database"]
 	if s.db == "" {
@@ -203,9 +210,14 @@ var errTerminate = errors.New("pg: client sent Terminate")
 // serve reads client messages until the client leaves.
 func (s *session) serve() error {
 	for {
+		if !s.fr.buffered() {
+			s.mu.Lock()
+			s.armIdle()
+			s.mu.Unlock()
+		}
 		m, err := s.fr.next()
 		if err != nil {
-			return err
+			return s.idleError(err)
 		}
 		if err := s.handle(m); err != nil {
 			return err
@@ -369,6 +381,7 @@ func (s *session) onQuery(m msg) error {
 	}
 	srv.unnamed = nil // a simple query replaces the unnamed statement
 	s.q.push(item{kind: itQuery, effects: effects, start: time.Now()})
+	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
 	return nil
@@ -461,6 +474,7 @@ func (s *session) onSync(m msg) error {
 		s.mu.Unlock()
 		return nil
 	}
+	s.startQueryTimer()
 	s.mu.Unlock()
 	return s.forward(m, item{kind: itSync, start: time.Now()})
 }
@@ -559,6 +573,10 @@ func (s *session) finish(err error) {
 	if s.pid != 0 {
 		s.h.cancels.unregister(s)
 	}
+	if s.counted {
+		s.h.clients.Add(-1)
+	}
+	s.stopQueryTimer()
 	_ = s.sc.Close()
 }
 
