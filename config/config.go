@@ -156,6 +156,9 @@ type Postgres struct {
 	Upstream Upstream `koanf:"upstream" json:"upstream"`
 	Pool     PGPool   `koanf:"pool" json:"pool"`
 	Auth     PGAuth   `koanf:"auth" json:"auth"`
+	// AdminUsers may connect to the virtual database "outrigger" for the
+	// admin console (SHOW POOLS, PAUSE, ...), authenticating as any user.
+	AdminUsers []string `koanf:"admin_users" json:"admin_users,omitempty"`
 	// MaxMessageSize refuses a client message longer than this (08P01)
 	// without reading it into memory.
 	MaxMessageSize int `koanf:"max_message_size" json:"max_message_size" default:"67108864"`

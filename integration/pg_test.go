@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,4 +250,81 @@ func sqlState(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// TestPGAdminConsole connects psql to the virtual database "outrigger" and
+// checks SHOW POOLS, CLIENTS, SERVERS, STATS, DATABASES, CONFIG, VERSION and
+// PAUSE/RESUME against live traffic.
+func TestPGAdminConsole(t *testing.T) {
+	psql := pgClient(t, "psql")
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	addr := testenv.FreeAddr(t)
+	cfg := pgProxyConfig(addr, pg.Addr(), "transaction", 2, "") + "    admin_users: [postgres]\n"
+	o := startOutrigger(t, cfg)
+	p := &pgProxy{outrigger: o, PG: pg, Addr: addr}
+	ctx := testCtx(t, 30*time.Second)
+	c := p.connect(t)
+	if _, err := c.Exec(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	host, port := splitHostPort(t, addr)
+	admin := func(cmd string) string {
+		t.Helper()
+		out, err := runCmd(psql, []string{"PGPASSWORD=postgres"}, "-h", host, "-p", port, "-U", "postgres", "-d", "outrigger", "-A", "-F", "|", "-c", cmd)
+		if err != nil {
+			t.Fatalf("psql -c %q: %v\n%s", cmd, err, out)
+		}
+		return out
+	}
+	pools := admin("SHOW POOLS")
+	if !strings.Contains(pools, "database|user|cl_active|cl_waiting|sv_active|sv_idle") || !strings.Contains(pools, "app|app|1|0|") {
+		t.Errorf("SHOW POOLS:\n%s", pools)
+	}
+	if out := admin("SHOW CLIENTS"); !strings.Contains(out, "C|app|app|idle|127.0.0.1|") {
+		t.Errorf("SHOW CLIENTS:\n%s", out)
+	}
+	if out := admin("SHOW SERVERS"); !strings.Contains(out, "S|app|app|idle|127.0.0.1|") {
+		t.Errorf("SHOW SERVERS:\n%s", out)
+	}
+	if out := admin("SHOW STATS"); !regexp.MustCompile(`app\|app\|[1-9]\d*\|[1-9]\d*\|`).MatchString(out) {
+		t.Errorf("SHOW STATS:\n%s", out)
+	}
+	for cmd, want := range map[string]string{"SHOW DATABASES": "transaction", "SHOW CONFIG": "pool_mode|transaction", "SHOW VERSION": "Outrigger"} {
+		if out := admin(cmd); !strings.Contains(out, want) {
+			t.Errorf("%s: want %q in\n%s", cmd, want, out)
+		}
+	}
+	if out := admin("PAUSE"); !strings.Contains(out, "PAUSE") {
+		t.Errorf("PAUSE:\n%s", out)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var n int
+		done <- c.QueryRow(ctx, "select 5").Scan(&n)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a query ran while paused (err %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	admin("RESUME")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("query after RESUME: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("query still waiting after RESUME")
+	}
+	// A non-admin user cannot use the console.
+	if out, err := runCmd(psql, []string{"PGPASSWORD=app"}, "-h", host, "-p", port, "-U", "app", "-d", "outrigger", "-c", "SHOW POOLS"); err == nil {
+		t.Errorf("app used the admin console:\n%s", out)
+	}
+}
+
+func runCmd(bin string, env []string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

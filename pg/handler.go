@@ -49,6 +49,11 @@ type Handler struct {
 	cancels *cancelRegistry
 	clients atomic.Int64 // sessions past startup, for pool.max_clients
 
+	// PAUSE on the admin console holds new attachments until RESUME.
+	paused  atomic.Bool
+	pauseMu sync.Mutex
+	resumed chan struct{}
+
 	// known holds shared statement names some server prepared without
 	// error (at most maxKnown).
 	known      sync.Map
@@ -116,7 +121,8 @@ type serverPool struct {
 	p     *pool.Pool[*server]
 	m     *poolMetrics
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	servers map[*server]struct{} // open connections, for SHOW SERVERS
 	// base is what a fresh server connection reports (ParameterStatus),
 	// the start of every client's view.
 	base map[string]string
@@ -167,12 +173,21 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 	}
 	p, err := pool.New(pcfg, pool.Hooks[*server]{
 		Dial: func(ctx context.Context) (*server, error) {
-			if s := sp.takeFirst(&first); s != nil {
-				return s, nil
+			s := sp.takeFirst(&first)
+			if s == nil {
+				var err error
+				if s, err = h.dialServer(ctx, key, creds); err != nil {
+					h.m.upErrors.WithLabelValues("connect").Inc()
+					return nil, err
+				}
 			}
-			return h.dialServer(ctx, key, creds)
+			sp.track(s, true)
+			return s, nil
 		},
-		Close:         func(s *server) error { return s.close() },
+		Close: func(s *server) error {
+			sp.track(s, false)
+			return s.close()
+		},
 		Check:         func(ctx context.Context, s *server) error { return s.check(ctx) },
 		Reset:         h.resetServer,
 		OnAcquireWait: sp.m.acquireWait,
@@ -195,6 +210,29 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 	h.mu.Unlock()
 	h.m.trackPool(sp)
 	return sp, nil
+}
+
+func (sp *serverPool) track(s *server, open bool) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.servers == nil {
+		sp.servers = map[*server]struct{}{}
+	}
+	if open {
+		sp.servers[s] = struct{}{}
+	} else {
+		delete(sp.servers, s)
+	}
+}
+
+func (sp *serverPool) serverList() []*server {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	out := make([]*server, 0, len(sp.servers))
+	for s := range sp.servers {
+		out = append(out, s)
+	}
+	return out
 }
 
 // takeFirst hands the connection that proved the credentials to the

@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,9 @@ type poolMetrics struct {
 	commits, rollbacks                  prometheus.Counter
 	txDur                               prometheus.Observer
 	wait                                prometheus.Observer
+
+	// Totals for the admin console's SHOW STATS.
+	queries, xacts, queryMicros, xactMicros atomic.Uint64
 }
 
 func poolLabel(k poolKey) string { return k.database + "/" + k.user }

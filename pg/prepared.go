@@ -32,7 +32,7 @@ func (s *session) onParse(m msg) error {
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Parse message"}
 	}
-	effects, cerr := s.inspect(string(query))
+	effects, cerr := s.inspect(query)
 	if cerr != nil {
 		return s.localError(cerr, false)
 	}

@@ -58,9 +58,12 @@ func (s *session) detachable(srv *server) bool {
 
 // detach unhooks the server and ends the transaction's bookkeeping. mu held.
 func (s *session) detach() {
+	s.srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	if !s.txStart.IsZero() {
-		s.pool.m.txDur.Observe(time.Since(s.txStart).Seconds())
+		d := time.Since(s.txStart)
+		s.pool.m.txDur.Observe(d.Seconds())
+		s.pool.m.xactMicros.Add(uint64(d.Microseconds()))
 		s.txStart = time.Time{}
 	}
 	clear(s.portals)
@@ -73,6 +76,7 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	closing := s.closing && errors.Is(err, os.ErrDeadlineExceeded)
 	clean := s.q.empty() && !s.open && !s.copying
 	pinned := s.pinned != ""
+	srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	s.q.reset()
 	if closing {
@@ -289,10 +293,14 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 	} else {
 		s.pool.m.queriesOK.Inc()
 	}
+	s.pool.m.queries.Add(1)
 	if !done.start.IsZero() {
-		s.pool.m.queryDur.Observe(time.Since(done.start).Seconds())
+		d := time.Since(done.start)
+		s.pool.m.queryDur.Observe(d.Seconds())
+		s.pool.m.queryMicros.Add(uint64(d.Microseconds()))
 	}
 	if status == 'I' {
+		s.pool.m.xacts.Add(1)
 		if s.rolledBack || done.failed {
 			s.pool.m.rollbacks.Inc()
 			if len(s.txEffects) > 0 {

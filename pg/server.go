@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -47,6 +48,9 @@ type server struct {
 	unnamed *clientStmt
 	// txStatus is the status of its last ReadyForQuery.
 	txStatus byte
+	created  time.Time
+	// active is true while a session has it (for SHOW SERVERS).
+	active atomic.Bool
 	// needsReset: a pinned client left session state (LISTEN, temporary
 	// tables, advisory locks) that only DISCARD ALL clears.
 	needsReset bool
@@ -102,6 +106,7 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 	s := &server{
 		conn: hc.Conn, addr: a, pid: hc.PID, key: hc.SecretKey,
 		params: hc.ParameterStatuses, settings: emptySettings, txStatus: hc.TxStatus,
+		created: time.Now(),
 	}
 	s.fr = newFrameReader(hc.Conn, 1<<30)
 	s.w = bufio.NewWriterSize(hc.Conn, 16<<10)

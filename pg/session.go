@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -61,6 +62,12 @@ type session struct {
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
 	queryTimer *time.Timer
+	// For SHOW CLIENTS.
+	connected   time.Time
+	lastRequest time.Time
+	appName     string
+	tls         bool
+	waiting     bool
 }
 
 // clientStmt is a statement a client prepared with a Parse. In transaction
@@ -85,6 +92,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
 		stmts:    map[string]*clientStmt{},
 		txStatus: 'I',
 		settings: emptySettings, startup: emptySettings,
+		connected: c.Accepted,
 	}
 	return s
 }
@@ -94,7 +102,10 @@ func (s *session) renames() bool { return s.h.mode != modeSession }
 // run serves the session to its end.
 func (s *session) run() {
 	err := s.login()
-	if err == nil {
+	switch {
+	case err == nil && s.db == adminDatabase:
+		err = s.serveAdmin()
+	case err == nil:
 		s.h.m.clients.Inc()
 		err = s.serve()
 		s.h.m.clients.Dec()
@@ -128,9 +139,28 @@ func (s *session) login() error {
 			return err
 		}
 	}
+	s.appName = res.params["application_name"]
+	s.tls = res.tls
 	creds, err := s.authenticate(s.user, res.principal)
 	if err != nil {
 		return err
+	}
+	if s.db == adminDatabase {
+		if !s.h.isAdmin(s.user) {
+			return fatalf(codeInvalidAuthorization, "user %q is not an admin user of this listener (postgres[].admin_users)", s.user)
+		}
+		s.h.cancels.register(s)
+		var buf []byte
+		buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
+		for _, kv := range [][2]string{{"server_version", "15.0 (Outrigger admin console)"}, {"client_encoding", "UTF8"}, {"server_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"}, {"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}} {
+			buf, _ = (&pgproto3.ParameterStatus{Name: kv[0], Value: kv[1]}).Encode(buf)
+		}
+		buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: be32(s.secret)}).Encode(buf)
+		buf = append(buf, 'Z', 0, 0, 0, 5, 'I')
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.writeClient(buf)
+		return s.flushClient()
 	}
 	if s.startup, err = startupSettings(res.params); err != nil {
 		return err
@@ -296,13 +326,24 @@ func (s *session) lockServer() (*server, error) {
 	if s.srv != nil {
 		return s.srv, nil
 	}
+	s.waiting = true
+	s.lastRequest = time.Now()
 	s.mu.Unlock()
-	lease, err := s.pool.p.Acquire(s.ctx)
+	err := s.h.waitResume(s.ctx)
+	var lease *pool.Lease[*server]
+	if err == nil {
+		lease, err = s.pool.p.Acquire(s.ctx)
+	}
 	if err != nil {
+		s.mu.Lock()
+		s.waiting = false
+		s.mu.Unlock()
 		return nil, err
 	}
 	srv := lease.Conn()
+	srv.active.Store(true)
 	s.mu.Lock()
+	s.waiting = false
 	s.srv, s.lease = srv, lease
 	s.txStart = time.Now()
 	if sql := diffSQL(srv.settings, s.settings); sql != "" {
@@ -330,11 +371,14 @@ func (s *session) forward(m msg, it item) error {
 // inspect classifies sql for session-state effects. It returns the
 // effects to apply once the statement commits, or a client error when a
 // statement cannot be carried by this pool mode.
-func (s *session) inspect(sql string) ([]classify.Effect, *Error) {
-	if !classify.MayAffectSession(sql) {
+func (s *session) inspect(text []byte) ([]classify.Effect, *Error) {
+	// The prefilter reads the message buffer in place; only text that may
+	// change session state is copied for the parser (whose cache keeps
+	// its keys).
+	if len(text) == 0 || !classify.MayAffectSession(unsafe.String(&text[0], len(text))) {
 		return nil, nil
 	}
-	res := s.h.classes.Classify(sql)
+	res := s.h.classes.Classify(string(text))
 	var effects []classify.Effect
 	for i := range res.Statements {
 		effects = append(effects, res.Statements[i].Effects...)
@@ -367,9 +411,9 @@ func (s *session) pin(reason string) {
 }
 
 func (s *session) onQuery(m msg) error {
-	sql := string(trimNul(m.Body))
-	effects, cerr := s.inspect(sql)
-	if cerr == nil && s.h.mode == modeStatement && beginsTransaction(sql) {
+	text := trimNul(m.Body)
+	effects, cerr := s.inspect(text)
+	if cerr == nil && s.h.mode == modeStatement && beginsTransaction(text) {
 		cerr = errorf(codeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
 	}
 	if cerr != nil {
@@ -427,12 +471,12 @@ func trimNul(b []byte) []byte {
 
 // beginsTransaction reports whether sql starts with BEGIN or START
 // TRANSACTION (after blanks and comments).
-func beginsTransaction(sql string) bool {
+func beginsTransaction(sql []byte) bool {
 	w := firstWord(sql)
 	return w == "begin" || w == "start"
 }
 
-func firstWord(sql string) string {
+func firstWord(sql []byte) string {
 	i := 0
 	for i < len(sql) {
 		switch {
@@ -453,9 +497,9 @@ func firstWord(sql string) string {
 			for j < len(sql) && (sql[j]|0x20 >= 'a' && sql[j]|0x20 <= 'z') {
 				j++
 			}
-			w := []byte(sql[i:j])
+			w := make([]byte, j-i)
 			for k := range w {
-				w[k] |= 0x20
+				w[k] = sql[i+k] | 0x20
 			}
 			return string(w)
 		}

@@ -28,6 +28,7 @@ type startupResult struct {
 	minor     uint32
 	unknown   []string
 	cancel    bool
+	tls       bool
 }
 
 // readStartup answers SSLRequest and GSSENCRequest until the client sends a
@@ -73,6 +74,7 @@ func (s *session) readStartup(ctx context.Context) (startupResult, error) {
 			}
 			s.setConn(tc)
 			res.principal = principal
+			res.tls = true
 			tlsDone = true
 		case code == codeGSSENCRequest && n == 8:
 			if _, err := s.conn.Write([]byte{'N'}); err != nil {

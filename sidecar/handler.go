@@ -40,6 +40,11 @@ type Env struct {
 	Dialer Dialer
 	// Config is the whole config version the handler belongs to.
 	Config *config.Config
+	// RequestReload asks the process to read its config again, as SIGHUP
+	// does (nil in tests that build handlers directly).
+	RequestReload func()
+	// Version is the build's version ("" if unknown).
+	Version string
 }
 
 // Builder makes a Handler from one listener section: a *config.TCP,

@@ -27,6 +27,8 @@ type Options struct {
 	Builders map[config.ListenerKind]Builder
 	// Dialer opens upstream connections; nil means a plain net.Dialer.
 	Dialer Dialer
+	// Version is the build's version, for handlers that report it.
+	Version string
 }
 
 // Server runs the listeners of the live config version and moves them from
@@ -47,6 +49,7 @@ type Server struct {
 	draining  atomic.Bool
 	drainReq  chan struct{}
 	drainOnce sync.Once
+	reloadReq chan struct{}
 }
 
 type profileRef struct {
@@ -75,6 +78,7 @@ func NewServer(opts Options) *Server {
 		listeners: map[string]*Listener{},
 		profiles:  map[string]*profileRef{},
 		drainReq:  make(chan struct{}),
+		reloadReq: make(chan struct{}, 1),
 	}
 }
 
@@ -86,6 +90,19 @@ func (s *Server) Metrics() *metrics.Metrics { return s.m }
 
 // DrainRequested is closed when POST /drain asked the process to drain.
 func (s *Server) DrainRequested() <-chan struct{} { return s.drainReq }
+
+// ReloadRequested delivers a value each time a handler asks for the config
+// to be read again (the Postgres admin console's RELOAD); requests made
+// while one is pending merge into it.
+func (s *Server) ReloadRequested() <-chan struct{} { return s.reloadReq }
+
+// RequestReload asks the process to reload its config, as SIGHUP does.
+func (s *Server) RequestReload() {
+	select {
+	case s.reloadReq <- struct{}{}:
+	default:
+	}
+}
 
 // Ready reports whether a config is live and the server is not draining.
 func (s *Server) Ready() bool { return s.cfg.Load() != nil && !s.draining.Load() }
@@ -191,6 +208,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 		hd, err := build(Env{
 			Name: lr.Name, Kind: lr.Kind, Logger: log, Metrics: s.m,
 			ServerTLS: prof, Dialer: s.opts.Dialer, Config: cfg,
+			RequestReload: s.RequestReload, Version: s.opts.Version,
 		}, lr.Section)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", lr.Path, err))

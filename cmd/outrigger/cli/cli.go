@@ -252,7 +252,7 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 	level.Set(parseLevel(cfg.Log.Level))
 	log := newLogger(opts.Stderr, cfg.Log.Format, level)
 	m := metrics.New(metrics.BuildInfo{Version: Version, Commit: Commit})
-	srv := sidecar.NewServer(sidecar.Options{Logger: log, Metrics: m, Builders: builders(opts), Dialer: opts.Dialer})
+	srv := sidecar.NewServer(sidecar.Options{Logger: log, Metrics: m, Builders: builders(opts), Dialer: opts.Dialer, Version: Version})
 	if err := srv.Apply(cfg); err != nil {
 		log.Error("cannot start", "errors", errorStrings(err))
 		srv.Shutdown()
@@ -320,6 +320,8 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 			return 0
 		case ch := <-changes:
 			reload("file", ch.At)
+		case <-srv.ReloadRequested():
+			reload("admin console", time.Time{})
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reload("SIGHUP", time.Time{})
