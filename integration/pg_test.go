@@ -2,11 +2,13 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -327,4 +329,88 @@ func runCmd(bin string, env []string, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TestPGTLSCertAuthAndUnixSocket: a TLS listener with client_auth require
+// and auth.method cert lets in the SPIFFE identity mapped to app and no
+// one else; a listener on a Unix socket serves psql-style host=/dir.
+func TestPGTLSCertAuthAndUnixSocket(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	ca := testenv.NewCA(t, "mesh")
+	dir := t.TempDir()
+	server := ca.Issue(t, testenv.LeafOptions{})
+	replaceFile(t, filepath.Join(dir, "ca.crt"), ca.CertPEM)
+	replaceFile(t, filepath.Join(dir, "sidecar.crt"), server.CertPEM)
+	replaceFile(t, filepath.Join(dir, "sidecar.key"), server.KeyPEM)
+	sockDir := t.TempDir()
+	listen := testenv.FreeAddr(t)
+	startOutrigger(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+tls:
+  mesh: {cert: %[1]s/sidecar.crt, key: %[1]s/sidecar.key, ca: %[1]s/ca.crt, client_auth: require}
+postgres:
+  - name: secure
+    listen: %[2]s
+    tls: mesh
+    upstream: {address: %[3]s}
+    auth:
+      method: cert
+      users:
+        - {name: app, principals: ["spiffe://example.org/*/app"], upstream_password: app}
+  - name: local
+    listen: unix:%[4]s/.s.PGSQL.6432
+    upstream: {address: %[3]s}
+    auth: {method: md5, users: [{name: app, password: localpw, upstream_password: app}]}
+`, dir, listen, pg.Addr(), sockDir))
+	ctx := testCtx(t, 30*time.Second)
+	host, port := splitHostPort(t, listen)
+	connect := func(leaf *testenv.Leaf, user string) (*pgx.Conn, error) {
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s user=%s dbname=app sslmode=require", host, port, user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
+		if leaf != nil {
+			cert := leaf.TLSCertificate()
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cfg.TLSConfig = tc
+		cfg.Fallbacks = nil
+		return pgx.ConnectConfig(ctx, cfg)
+	}
+	good := ca.Issue(t, testenv.LeafOptions{Client: true, URIs: []string{"spiffe://example.org/prod/app"}})
+	c, err := connect(good, "app")
+	if err != nil {
+		t.Fatalf("mapped identity refused: %v", err)
+	}
+	var ssl bool
+	if err := c.QueryRow(ctx, "select 1 = 1").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("query over TLS: %v", err)
+	}
+	c.Close(ctx)
+	other := ca.Issue(t, testenv.LeafOptions{Client: true, URIs: []string{"spiffe://example.org/prod/billing"}})
+	if c, err := connect(other, "app"); err == nil {
+		c.Close(ctx)
+		t.Error("an identity not mapped to app logged in as app")
+	} else if code := sqlState(err); code != "28000" {
+		t.Errorf("unmapped identity: %v (SQLSTATE %q), want 28000", err, code)
+	}
+	if c, err := connect(nil, "app"); err == nil {
+		c.Close(ctx)
+		t.Error("a client without a certificate logged in")
+	}
+	// Plaintext to a TLS listener is refused.
+	if c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=app dbname=app sslmode=disable", host, port)); err == nil {
+		c.Close(ctx)
+		t.Error("plaintext client accepted on a TLS listener")
+	}
+
+	uc, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=6432 user=app password=localpw dbname=app sslmode=disable", sockDir))
+	if err != nil {
+		t.Fatalf("unix socket with md5: %v", err)
+	}
+	defer uc.Close(ctx)
+	var n int
+	if err := uc.QueryRow(ctx, "select 3").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("unix socket query: %v %d", err, n)
+	}
 }
