@@ -203,7 +203,20 @@ func TestPGLimits(t *testing.T) {
 			t.Fatalf("session not usable after the timeout: %v", err)
 		}
 	})
+	// Sessions end a moment after their clients close: wait for the
+	// previous sub-test's clients to be gone before counting.
+	waitClients := func(t *testing.T, n float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for p.metric(`outrigger_pg_clients{listener="appdb"}`) > n {
+			if time.Now().After(deadline) {
+				t.Fatalf("outrigger_pg_clients stays above %v", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	t.Run("max_clients", func(t *testing.T) {
+		waitClients(t, 0)
 		a := p.connect(t)
 		_ = a
 		b := p.connect(t)
@@ -218,6 +231,7 @@ func TestPGLimits(t *testing.T) {
 		}
 	})
 	t.Run("client_idle_timeout", func(t *testing.T) {
+		waitClients(t, 0)
 		c := p.connect(t)
 		time.Sleep(1500 * time.Millisecond)
 		_, err := c.Exec(ctx, "select 1")
@@ -226,6 +240,7 @@ func TestPGLimits(t *testing.T) {
 		}
 	})
 	t.Run("idle_in_transaction_timeout", func(t *testing.T) {
+		waitClients(t, 0)
 		c := p.connect(t)
 		if _, err := c.Exec(ctx, "begin"); err != nil {
 			t.Fatal(err)

@@ -1,8 +1,10 @@
 package pg
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -68,7 +70,7 @@ func (s *session) authenticate(name, principal string) (upstreamCreds, error) {
 		// Without a matching user the exchange still runs for password
 		// methods, so a client cannot tell unknown users from bad passwords.
 		if method == "md5" || method == "scram-sha-256" {
-			_ = s.passwordExchange(method, &user{name: name, password: randomPassword()})
+			_ = s.passwordExchange(method, h.mockUser(name))
 			return upstreamCreds{}, fatalf(codeInvalidPassword, "password authentication failed for user %q", name)
 		}
 		return upstreamCreds{}, fatalf(codeInvalidAuthorization, "no such user %q on this listener", name)
@@ -102,10 +104,21 @@ func matchAny(globs []string, s string) bool {
 	return false
 }
 
-func randomPassword() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+// mockUser is the stand-in for a user name the listener does not know: the
+// exchange runs to the end and fails like a wrong password. Its SCRAM salt
+// is derived from the name and a per-listener secret (as Postgres's mock
+// authentication does), so asking twice gives the same salt and a client
+// cannot tell unknown users from real ones.
+func (h *Handler) mockUser(name string) *user {
+	mac := hmac.New(sha256.New, h.mockSecret[:])
+	mac.Write([]byte(name))
+	sum := mac.Sum(nil)
+	u := &user{name: name, password: hex.EncodeToString(sum)}
+	u.scram = scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: string(sum[:16]), Iters: scramIterations},
+		StoredKey:  sum, ServerKey: sum,
+	}
+	return u
 }
 
 var errAuthFailed = errors.New("pg: authentication failed")

@@ -1,16 +1,20 @@
 package pg
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 )
 
-// readBufferSize is the size of the buffered reader on each side. A message
-// that fits is handed out as a slice of the reader's buffer (no copy); a
-// larger one is read into the session's spill buffer, up to the limit.
-const readBufferSize = 16 << 10
+// Read buffer sizes. A message that fits is handed out as a slice of the
+// reader's buffer (no copy); a larger one is read into a spill buffer, up to
+// the limit. Servers send result sets, so their side reads in big chunks;
+// clients mostly send short queries.
+const (
+	serverReadBuffer = 16 << 10
+	clientReadBuffer = 2 << 10
+)
 
 // msg is one protocol message as read from the wire. Raw holds the whole
 // message (type byte, length and body) and Body the part after the length;
@@ -32,25 +36,96 @@ func (e *ProtocolError) SQLState() string { return "08P01" }
 
 // frameReader frames typed protocol messages from r without decoding them.
 // Messages longer than max are refused before their body is read.
+//
+// Its buffer is borrowed from a pool while there is input and given back
+// when it runs dry: a reader waiting for input holds no buffer, only a
+// small array on its goroutine's stack. An idle client then costs little.
 type frameReader struct {
-	r     *bufio.Reader
+	src   io.Reader
+	size  int
+	pool  *sync.Pool
+	buf   []byte // nil while empty
+	r, w  int
 	max   int
 	spill []byte
 }
 
-func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, readBufferSize), max: max}
+var bufPools sync.Map // size -> *sync.Pool
+
+func bufPool(size int) *sync.Pool {
+	if p, ok := bufPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := bufPools.LoadOrStore(size, &sync.Pool{New: func() any { b := make([]byte, size); return &b }})
+	return p.(*sync.Pool)
+}
+
+func newFrameReader(r io.Reader, size, max int) *frameReader {
+	return &frameReader{src: r, size: size, pool: bufPool(size), max: max}
+}
+
+// buffered reports how many bytes wait in the buffer.
+func (f *frameReader) n() int { return f.w - f.r }
+
+// release gives the buffer back once it is empty.
+func (f *frameReader) release() {
+	if f.buf != nil && f.r == f.w {
+		b := f.buf[:cap(f.buf)]
+		f.pool.Put(&b)
+		f.buf, f.r, f.w = nil, 0, 0
+	}
+}
+
+// fill reads at least once more from src, waiting without a buffer when
+// none is held.
+//
+// An error that comes with data is dropped: the next read returns it again
+// (a closed connection stays closed), and a deadline that expired is not
+// kept as if it always would.
+func (f *frameReader) fill() error {
+	if f.buf == nil {
+		var first [64]byte
+		n, err := f.src.Read(first[:])
+		if n == 0 {
+			return err
+		}
+		f.buf = (*f.pool.Get().(*[]byte))[:f.size]
+		f.r, f.w = 0, copy(f.buf, first[:n])
+		return nil
+	}
+	if f.r > 0 {
+		copy(f.buf, f.buf[f.r:f.w])
+		f.w -= f.r
+		f.r = 0
+	}
+	n, err := f.src.Read(f.buf[f.w:])
+	f.w += n
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// need makes at least k bytes available (k <= size).
+func (f *frameReader) need(k int) error {
+	for f.n() < k {
+		if err := f.fill(); err != nil {
+			if err == io.EOF && f.n() > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // next reads one message. The returned msg aliases the reader's buffers.
 func (f *frameReader) next() (msg, error) {
-	hdr, err := f.r.Peek(5)
-	if err != nil {
-		if err == io.EOF && len(hdr) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
+	f.release()
+	if err := f.need(5); err != nil {
 		return msg{}, err
 	}
+	hdr := f.buf[f.r : f.r+5]
 	typ := hdr[0]
 	n := int(binary.BigEndian.Uint32(hdr[1:5]))
 	if n < 4 {
@@ -60,28 +135,46 @@ func (f *frameReader) next() (msg, error) {
 		return msg{}, &ProtocolError{Msg: fmt.Sprintf("message %q of %d bytes is over the %d byte limit", typ, n, f.max)}
 	}
 	total := n + 1
-	if total <= f.r.Size() {
-		raw, err := f.r.Peek(total)
-		if err != nil {
+	if total <= f.size {
+		if err := f.need(total); err != nil {
 			return msg{}, unexpected(err)
 		}
-		_, _ = f.r.Discard(total)
+		raw := f.buf[f.r : f.r+total]
+		f.r += total
 		return msg{Type: typ, Raw: raw, Body: raw[5:]}, nil
 	}
 	if cap(f.spill) < total {
 		f.spill = make([]byte, total)
 	}
 	raw := f.spill[:total]
-	if _, err := io.ReadFull(f.r, raw); err != nil {
+	k := copy(raw, f.buf[f.r:f.w])
+	f.r += k
+	if _, err := io.ReadFull(f.src, raw[k:]); err != nil {
 		return msg{}, unexpected(err)
 	}
 	return msg{Type: typ, Raw: raw, Body: raw[5:]}, nil
 }
 
+// Read reads raw bytes (the startup packets before framing begins).
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.n() == 0 {
+		if err := f.fill(); err != nil {
+			return 0, err
+		}
+	}
+	k := copy(p, f.buf[f.r:f.w])
+	f.r += k
+	f.release()
+	return k, nil
+}
+
+// peekByte reads (waiting if needed) and keeps the next byte.
+func (f *frameReader) peekByte() error { return f.need(1) }
+
 // shrink lets go of a large spill buffer once a big message is done with,
-// so an idle session holds only its reader's buffer.
+// so an idle session holds only what it needs.
 func (f *frameReader) shrink() {
-	if cap(f.spill) > 256<<10 {
+	if cap(f.spill) > 64<<10 {
 		f.spill = nil
 	}
 }
@@ -89,18 +182,17 @@ func (f *frameReader) shrink() {
 // ready reports whether a whole message is waiting in the read buffer, so
 // reading it cannot block.
 func (f *frameReader) ready() bool {
-	n := f.r.Buffered()
+	n := f.n()
 	if n < 5 {
 		return false
 	}
-	hdr, _ := f.r.Peek(5)
-	size := int(binary.BigEndian.Uint32(hdr[1:5])) + 1
-	return size <= n || size > f.r.Size()
+	size := int(binary.BigEndian.Uint32(f.buf[f.r+1:f.r+5])) + 1
+	return size <= n || size > f.size
 }
 
-// buffered reports whether more input is waiting in the read buffer, so the
-// relay can batch its writes until the input runs dry.
-func (f *frameReader) buffered() bool { return f.r.Buffered() > 0 }
+// buffered reports whether more input is waiting in the read buffer, so
+// the relay can batch its writes until the input runs dry.
+func (f *frameReader) buffered() bool { return f.n() > 0 }
 
 func unexpected(err error) error {
 	if err == io.EOF {

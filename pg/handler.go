@@ -48,6 +48,8 @@ type Handler struct {
 	m       *handlerMetrics
 	cancels *cancelRegistry
 	clients atomic.Int64 // sessions past startup, for pool.max_clients
+	// mockSecret salts the stand-in credentials of unknown users.
+	mockSecret [32]byte
 
 	// PAUSE on the admin console holds new attachments until RESUME.
 	paused  atomic.Bool
@@ -108,6 +110,7 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	default:
 		h.mode = modeTransaction
 	}
+	_, _ = rand.Read(h.mockSecret[:])
 	if h.users, err = buildUsers(cfg.Auth); err != nil {
 		return nil, err
 	}
@@ -279,9 +282,14 @@ func (h *Handler) resetServer(ctx context.Context, s *server) error {
 
 // ServeConn runs one client session.
 func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
-	defer c.Close()
 	s := h.newSession(ctx, c)
-	s.run()
+	if err := s.login(); err != nil {
+		s.finish(err)
+		return
+	}
+	// Authentication grows this goroutine's stack; the session lives on
+	// a fresh one, so an idle client costs a small stack.
+	c.Go(s.run)
 }
 
 // Drain has nothing to do at once: sessions end when their clients leave,

@@ -19,6 +19,19 @@ func (s *session) relay(srv *server, lease *pool.Lease[*server], done chan struc
 	for {
 		m, err := srv.fr.next()
 		s.mu.Lock()
+		if err != nil && s.kick && !s.closing && errors.Is(err, os.ErrDeadlineExceeded) {
+			if s.detachable(srv) {
+				s.detach()
+				s.mu.Unlock()
+				srv.quiesce()
+				lease.Release()
+				return
+			}
+			s.kick = false
+			_ = srv.conn.SetReadDeadline(time.Time{})
+			s.mu.Unlock()
+			continue
+		}
 		if err != nil {
 			s.relayEnded(srv, lease, err)
 			return
@@ -52,12 +65,18 @@ var errServerDesync = errors.New("pg: server reply does not match what was sent"
 
 // detachable reports whether the server can go back to the pool. mu held.
 func (s *session) detachable(srv *server) bool {
-	return s.h.mode != modeSession && s.pinned == "" && !s.closing &&
+	return s.h.mode != modeSession && s.pinned == "" && !s.closing && !s.writing &&
 		s.q.empty() && !s.open && !s.copying && srv.txStatus == 'I'
 }
 
 // detach unhooks the server and ends the transaction's bookkeeping. mu held.
 func (s *session) detach() {
+	if s.kick {
+		// A wake-up meant for this attachment must not reach the next
+		// user of the server.
+		s.kick = false
+		_ = s.srv.conn.SetReadDeadline(time.Time{})
+	}
 	s.srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	if !s.txStart.IsZero() {

@@ -34,8 +34,8 @@ func BenchmarkRelayDataRow(b *testing.B) {
 	for range 64 {
 		stream = append(stream, row...)
 	}
-	srv := &server{fr: newFrameReader(&cyclic{b: stream}, 1<<30), settings: emptySettings}
-	s := &session{w: bufio.NewWriterSize(io.Discard, 8<<10), txStatus: 'T'}
+	srv := &server{fr: newFrameReader(&cyclic{b: stream}, serverReadBuffer, 1<<30), settings: emptySettings}
+	s := &session{conn: discardConn{}, w: bufio.NewWriterSize(io.Discard, 8<<10), txStatus: 'T'}
 	s.q.push(item{kind: itExecute})
 	b.SetBytes(int64(len(row)))
 	b.ReportAllocs()
@@ -65,8 +65,8 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 	stream = appendMsg(stream, 'D', []byte{0, 1, 0, 0, 0, 1}, []byte("1"))
 	stream = appendMsg(stream, 'C', []byte("SELECT 1\x00"))
 	stream = appendMsg(stream, 'Z', []byte{'T'})
-	srv := &server{fr: newFrameReader(&cyclic{b: stream}, 1<<30), settings: emptySettings}
-	s := &session{h: &Handler{cfg: &config.Postgres{}}, w: bufio.NewWriterSize(io.Discard, 8<<10), txStatus: 'T', pool: &serverPool{m: newHandlerMetrics(testEnv()).pool(poolKey{"db", "u"})}}
+	srv := &server{fr: newFrameReader(&cyclic{b: stream}, serverReadBuffer, 1<<30), settings: emptySettings}
+	s := &session{h: &Handler{cfg: &config.Postgres{}}, conn: discardConn{}, w: bufio.NewWriterSize(io.Discard, 8<<10), txStatus: 'T', pool: &serverPool{m: newHandlerMetrics(testEnv()).pool(poolKey{"db", "u"})}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

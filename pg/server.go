@@ -108,7 +108,7 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 		params: hc.ParameterStatuses, settings: emptySettings, txStatus: hc.TxStatus,
 		created: time.Now(),
 	}
-	s.fr = newFrameReader(hc.Conn, 1<<30)
+	s.fr = newFrameReader(hc.Conn, serverReadBuffer, 1<<30)
 	s.w = bufio.NewWriterSize(hc.Conn, 16<<10)
 	size := h.cfg.Pool.MaxPreparedStatements
 	if size <= 0 {
@@ -209,7 +209,7 @@ func (s *server) check(context.Context) error {
 		return errors.New("pg: idle server connection has unread input")
 	}
 	_ = s.conn.SetReadDeadline(time.Now())
-	_, err := s.fr.r.Peek(1)
+	err := s.fr.peekByte()
 	_ = s.conn.SetReadDeadline(time.Time{})
 	if err == nil {
 		return errors.New("pg: idle server connection has unread input")

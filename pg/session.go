@@ -62,6 +62,8 @@ type session struct {
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
 	queryTimer *time.Timer
+	writing    bool // the client goroutine is writing to srv
+	kick       bool // the relay's read was interrupted to detach
 	// For SHOW CLIENTS.
 	connected   time.Time
 	lastRequest time.Time
@@ -79,6 +81,10 @@ type clientStmt struct {
 	effects []classify.Effect
 }
 
+// clientWriteBuffer is the client writer's size: replies are batched up to
+// it, and a larger write goes straight to the socket.
+const clientWriteBuffer = 4 << 10
+
 // maxClientStatements bounds the prepared statements one client may hold
 // at once.
 const maxClientStatements = 10000
@@ -87,8 +93,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
 	conn := c.Counting()
 	s := &session{
 		h: h, ctx: ctx, sc: c, conn: conn,
-		fr:       newFrameReader(conn, h.cfg.MaxMessageSize),
-		w:        bufio.NewWriterSize(conn, 8<<10),
+		fr:       newFrameReader(conn, clientReadBuffer, h.cfg.MaxMessageSize),
 		stmts:    map[string]*clientStmt{},
 		txStatus: 'I',
 		settings: emptySettings, startup: emptySettings,
@@ -99,13 +104,12 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
 
 func (s *session) renames() bool { return s.h.mode != modeSession }
 
-// run serves the session to its end.
+// run serves the session after login to its end.
 func (s *session) run() {
-	err := s.login()
-	switch {
-	case err == nil && s.db == adminDatabase:
+	var err error
+	if s.db == adminDatabase {
 		err = s.serveAdmin()
-	case err == nil:
+	} else {
 		s.h.m.clients.Inc()
 		err = s.serve()
 		s.h.m.clients.Dec()
@@ -186,8 +190,8 @@ func (s *session) login() error {
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.w.Write(buf)
-	return s.w.Flush()
+	s.writeClient(buf)
+	return s.flushClient()
 }
 
 // clientStatus is the ParameterStatus set a client with these startup
@@ -535,11 +539,15 @@ func (s *session) onFlush(m msg) error {
 }
 
 func (s *session) onCopy(m msg) error {
+	// Clients stream CopyData right behind their COPY without waiting for
+	// CopyInResponse, so copy messages go to the server while anything is
+	// in flight on it; the server ignores them outside COPY, as it would
+	// unproxied. With nothing in flight there is no COPY to feed.
 	s.mu.Lock()
-	active := s.srv != nil && s.copying
+	active := s.srv != nil && (s.copying || !s.q.empty())
 	s.mu.Unlock()
 	if !active {
-		return nil // Postgres ignores copy messages outside COPY
+		return nil
 	}
 	s.out = append(s.out, m.Raw...)
 	return nil
@@ -552,9 +560,23 @@ func (s *session) flush() error {
 	srv := s.srv
 	s.pumpSynth()
 	err := s.flushClient()
+	write := len(s.out) > 0 && srv != nil
+	// While the write runs the server stays attached: bytes with no reply
+	// of their own (CopyData, Flush) may follow a round trip that has
+	// already ended, and must not reach a server that went back to the pool.
+	s.writing = write
 	s.mu.Unlock()
-	if len(s.out) > 0 && srv != nil {
+	if write {
 		srv.write(s.out)
+		s.mu.Lock()
+		s.writing = false
+		if s.srv == srv && s.detachable(srv) {
+			// The relay saw the round trip end while we wrote; it waits in
+			// a read. Wake it to give the server back.
+			s.kick = true
+			_ = srv.conn.SetReadDeadline(time.Now())
+		}
+		s.mu.Unlock()
 	}
 	if cap(s.out) > 1<<20 {
 		s.out = nil
@@ -569,19 +591,34 @@ func (s *session) flushClient() error {
 	if s.werr != nil {
 		return s.werr
 	}
-	if s.w.Buffered() == 0 {
+	if s.w == nil {
 		return nil
 	}
 	if err := s.w.Flush(); err != nil {
 		s.werr = err
+		return err
 	}
-	return s.werr
+	if s.q.empty() {
+		// Idle: the buffer goes back to the pool, so an idle client holds
+		// none.
+		s.w.Reset(nil)
+		writerPool.Put(s.w)
+		s.w = nil
+	}
+	return nil
 }
+
+// writerPool holds client write buffers between round trips.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBuffer) }}
 
 // writeClient buffers a message for the client. mu held.
 func (s *session) writeClient(b []byte) {
 	if s.werr != nil {
 		return
+	}
+	if s.w == nil {
+		s.w = writerPool.Get().(*bufio.Writer)
+		s.w.Reset(s.conn)
 	}
 	if _, err := s.w.Write(b); err != nil {
 		s.werr = err

@@ -39,7 +39,7 @@ func (s *session) readStartup(ctx context.Context) (startupResult, error) {
 	tlsDone := false
 	for {
 		var hdr [8]byte
-		if _, err := io.ReadFull(s.fr.r, hdr[:]); err != nil {
+		if _, err := io.ReadFull(s.fr, hdr[:]); err != nil {
 			return res, err
 		}
 		n := binary.BigEndian.Uint32(hdr[:4])
@@ -48,7 +48,7 @@ func (s *session) readStartup(ctx context.Context) (startupResult, error) {
 			return res, &ProtocolError{Msg: fmt.Sprintf("invalid startup packet length %d", n)}
 		}
 		body := make([]byte, n-8)
-		if _, err := io.ReadFull(s.fr.r, body); err != nil {
+		if _, err := io.ReadFull(s.fr, body); err != nil {
 			return res, err
 		}
 		switch {
@@ -141,10 +141,8 @@ func (s *session) sendStartup(m pgproto3.BackendMessage) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.w.Write(buf); err != nil {
-		return err
-	}
-	return s.w.Flush()
+	s.writeClient(buf)
+	return s.flushClient()
 }
 
 // readAuth reads the client's next authentication message, of type want.
@@ -162,6 +160,8 @@ func (s *session) readAuth(want byte) (msg, error) {
 // setConn makes c (the TLS connection) the client connection.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.fr = newFrameReader(c, s.h.cfg.MaxMessageSize)
-	s.w.Reset(c)
+	s.fr = newFrameReader(c, clientReadBuffer, s.h.cfg.MaxMessageSize)
+	if s.w != nil {
+		s.w.Reset(c)
+	}
 }

@@ -1,7 +1,9 @@
 package sidecar
 
 import (
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -71,3 +73,22 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 }
 
 func (cc *countingConn) Close() error { return cc.c.Close() }
+
+// Go runs f on a new goroutine that owns c from then on, with the
+// protection ServeConn has: a panic in f is logged and closes c, never the
+// process. A handler uses it to go on with a connection on a fresh, small
+// stack once a deep setup phase (a TLS handshake, authentication) is over,
+// so a long-lived idle connection does not keep that phase's stack.
+func (c *Conn) Go(f func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if c.ref != nil {
+					c.ref.log.Error("handler panic; connection closed", "remote", c.RemoteAddr().String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				}
+				c.Close()
+			}
+		}()
+		f()
+	}()
+}
