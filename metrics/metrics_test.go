@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
@@ -53,5 +54,22 @@ func TestPromlint(t *testing.T) {
 	}
 	if ours < 20 {
 		t.Errorf("gathered %d outrigger_ metrics, want every declared one (>= 20)", ours)
+	}
+}
+
+// TestPoolCollectorOwner: a retired handler's Delete leaves the pool its
+// successor registered under the same names.
+func TestPoolCollectorOwner(t *testing.T) {
+	m := New(BuildInfo{})
+	old, cur := new(int), new(int)
+	m.Pools.Set("l", "db/u", old, func() PoolSnapshot { return PoolSnapshot{Size: 1} })
+	m.Pools.Set("l", "db/u", cur, func() PoolSnapshot { return PoolSnapshot{Size: 2} })
+	m.Pools.Delete("l", "db/u", old)
+	if got := testutil.CollectAndCount(m.Pools); got != 5 {
+		t.Fatalf("after the old owner's Delete: %d series, want 5", got)
+	}
+	m.Pools.Delete("l", "db/u", cur)
+	if got := testutil.CollectAndCount(m.Pools); got != 0 {
+		t.Fatalf("after the owner's Delete: %d series, want 0", got)
 	}
 }

@@ -18,7 +18,12 @@ type PoolCollector struct {
 	conns, waiting, size *prometheus.Desc
 
 	mu    sync.Mutex
-	pools map[[2]string]func() PoolSnapshot
+	pools map[[2]string]poolSource
+}
+
+type poolSource struct {
+	owner any
+	snap  func() PoolSnapshot
 }
 
 func newPoolCollector() *PoolCollector {
@@ -29,22 +34,28 @@ func newPoolCollector() *PoolCollector {
 			"Clients queued for a connection of a pool.", []string{"listener", "pool"}, nil),
 		size: prometheus.NewDesc(Namespace+"_pool_size",
 			"The most connections a pool may hold (pool.size).", []string{"listener", "pool"}, nil),
-		pools: map[[2]string]func() PoolSnapshot{},
+		pools: map[[2]string]poolSource{},
 	}
 }
 
-// Set registers (or replaces) the pool named pool of listener.
-func (c *PoolCollector) Set(listener, pool string, snap func() PoolSnapshot) {
+// Set registers (or replaces) the pool named pool of listener. owner
+// identifies who registered it (a handler), for Delete.
+func (c *PoolCollector) Set(listener, pool string, owner any, snap func() PoolSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pools[[2]string{listener, pool}] = snap
+	c.pools[[2]string{listener, pool}] = poolSource{owner, snap}
 }
 
-// Delete forgets a pool.
-func (c *PoolCollector) Delete(listener, pool string) {
+// Delete forgets a pool if owner still holds it: a handler retired by a
+// reload must not remove the pool its successor registered under the same
+// names.
+func (c *PoolCollector) Delete(listener, pool string, owner any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.pools, [2]string{listener, pool})
+	k := [2]string{listener, pool}
+	if c.pools[k].owner == owner {
+		delete(c.pools, k)
+	}
 }
 
 func (c *PoolCollector) forgetListener(listener string) {
@@ -69,7 +80,7 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	pools := make(map[[2]string]func() PoolSnapshot, len(c.pools))
 	for k, v := range c.pools {
-		pools[k] = v
+		pools[k] = v.snap
 	}
 	c.mu.Unlock()
 	for k, snap := range pools {

@@ -75,12 +75,12 @@ func (hm *handlerMetrics) pool(k poolKey) *poolMetrics {
 func (pm *poolMetrics) acquireWait(d time.Duration) { pm.wait.Observe(d.Seconds()) }
 
 func (hm *handlerMetrics) trackPool(sp *serverPool) {
-	hm.m.Pools.Set(hm.listener, poolLabel(sp.key), func() metrics.PoolSnapshot {
+	hm.m.Pools.Set(hm.listener, poolLabel(sp.key), hm, func() metrics.PoolSnapshot {
 		s := sp.p.Stats()
 		return metrics.PoolSnapshot{Size: s.Size, Idle: s.Idle, InUse: s.InUse, Dialing: s.Dialing, Waiting: s.Waiting}
 	})
 }
 
 func (hm *handlerMetrics) forgetPool(sp *serverPool) {
-	hm.m.Pools.Delete(hm.listener, poolLabel(sp.key))
+	hm.m.Pools.Delete(hm.listener, poolLabel(sp.key), hm)
 }

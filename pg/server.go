@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,12 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 	cfg.Password = creds.password
 	cfg.Database = key.database
 	cfg.TLSConfig = h.up.TLSConfig(a)
+	// Errors name the address dialed (the dial itself ignores these).
+	if host, port, err := net.SplitHostPort(a.Address); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			cfg.Host, cfg.Port = host, uint16(p)
+		}
+	}
 	cfg.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return h.up.DialAddr(ctx, a, false)
 	}
