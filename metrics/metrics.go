@@ -179,7 +179,7 @@ func New(info BuildInfo) *Metrics {
 		PGClients: f.gaugeVec("pg", "clients",
 			"Client sessions open on a postgres listener (after login).", "listener"),
 		PGPins: f.counterVec("pg", "pins_total",
-			"Clients pinned to one server connection for the rest of their session in transaction mode, by reason: listen, advisory_lock, temp_table, with_hold_cursor, prepare, set_role, load, dynamic_set, other.",
+			"Clients pinned to one server connection for the rest of their session in transaction mode, by reason: listen, advisory_lock, temp_table, with_hold_cursor, prepare, set_role, load, dynamic_set, do_block.",
 			"listener", "reason"),
 		PGPrepared: f.counterVec("pg", "prepared_statements_total",
 			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements).",

@@ -192,7 +192,13 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 			return s.close()
 		},
 		Check:         func(ctx context.Context, s *server) error { return s.check(ctx) },
-		Reset:         h.resetServer,
+		Reset: func(ctx context.Context, s *server) error {
+			err := h.resetServer(ctx, s)
+			if err != nil {
+				h.m.upErrors.WithLabelValues("reset").Inc()
+			}
+			return err
+		},
 		OnAcquireWait: sp.m.acquireWait,
 	})
 	if err != nil {

@@ -79,12 +79,6 @@ func (s *session) detach() {
 	}
 	s.srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
-	if !s.txStart.IsZero() {
-		d := time.Since(s.txStart)
-		s.pool.m.txDur.Observe(d.Seconds())
-		s.pool.m.xactMicros.Add(uint64(d.Microseconds()))
-		s.txStart = time.Time{}
-	}
 	clear(s.portals)
 }
 
@@ -320,6 +314,12 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 	}
 	if status == 'I' {
 		s.pool.m.xacts.Add(1)
+		if !s.txStart.IsZero() {
+			d := time.Since(s.txStart)
+			s.pool.m.txDur.Observe(d.Seconds())
+			s.pool.m.xactMicros.Add(uint64(d.Microseconds()))
+			s.txStart = time.Time{}
+		}
 		if s.rolledBack || done.failed {
 			s.pool.m.rollbacks.Inc()
 			if len(s.txEffects) > 0 {

@@ -328,6 +328,9 @@ func quoteType(t byte) string {
 func (s *session) lockServer() (*server, error) {
 	s.mu.Lock()
 	if s.srv != nil {
+		if s.txStart.IsZero() {
+			s.txStart = time.Now() // a new transaction on a kept server
+		}
 		return s.srv, nil
 	}
 	s.waiting = true
