@@ -191,7 +191,7 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 			sp.track(s, false)
 			return s.close()
 		},
-		Check:         func(ctx context.Context, s *server) error { return s.check(ctx) },
+		Check: func(ctx context.Context, s *server) error { return s.check(ctx) },
 		Reset: func(ctx context.Context, s *server) error {
 			err := h.resetServer(ctx, s)
 			if err != nil {
