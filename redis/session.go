@@ -754,7 +754,7 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 		if err != nil || l.hello == nil {
 			return redcon.AppendError(b, "ERR upstream did not answer HELLO")
 		}
-		return append(b, l.hello...)
+		return append(b, helloWithID(l.hello, s.id)...)
 	})
 	if ok {
 		s.name = name
