@@ -42,3 +42,46 @@ func TestRedisHelloID(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestRedisSelectInsideMulti: SELECT queued in MULTI moves the client only
+// if EXEC runs the transaction; DISCARD leaves it where it was.
+func TestRedisSelectInsideMulti(t *testing.T) {
+	p := startRedisProxy(t, testenv.RedisOptions{}, 2)
+	ctx := testCtx(t, 20*time.Second)
+	c := p.client(t, 2, func(o *redis.Options) { o.PoolSize = 1 })
+	conn := c.Conn()
+	defer conn.Close()
+	do := func(args ...any) any {
+		t.Helper()
+		v, err := conn.Do(ctx, args...).Result()
+		if err != nil && err != redis.Nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return v
+	}
+	do("SELECT", 0)
+	do("SET", "where", "db0")
+	do("SELECT", 1)
+	do("SET", "where", "db1")
+	do("SELECT", 0)
+
+	do("MULTI")
+	do("SELECT", 1)
+	do("DISCARD")
+	if got := do("GET", "where"); got != "db0" {
+		t.Fatalf("after a discarded MULTI with SELECT 1: GET where = %v, want db0", got)
+	}
+	do("MULTI")
+	do("SELECT", 1)
+	do("EXEC")
+	if got := do("GET", "where"); got != "db1" {
+		t.Fatalf("after EXEC of SELECT 1: GET where = %v, want db1", got)
+	}
+	// Under WATCH alone SELECT runs at once.
+	do("WATCH", "k")
+	do("SELECT", 0)
+	do("UNWATCH")
+	if got := do("GET", "where"); got != "db0" {
+		t.Fatalf("after SELECT 0 under WATCH: GET where = %v, want db0", got)
+	}
+}

@@ -64,6 +64,10 @@ type session struct {
 	// quiet: drain gives it back once that reply is written.
 	releaseOn   *slot
 	dirty       bool // the pinned connection's state changed: close it after
+	// pendingKey is the state SELECT or AUTH queued inside MULTI will give
+	// the client if the transaction runs; execSlot is that EXEC.
+	pendingKey *poolKey
+	execSlot   *slot
 	passthrough bool
 
 	// out holds the slots of the commands read since the last drain, in
@@ -200,6 +204,14 @@ func (s *session) drain() {
 		}
 		if !sl.internal {
 			m.observe(sl.cmd, outcome, sl.start)
+		}
+		if sl == s.execSlot {
+			// The queued SELECT or AUTH ran only if EXEC ran the
+			// transaction (not EXECABORT, not a WATCH abort).
+			if b := sl.buf; len(b) > 1 && b[0] == '*' && b[1] != '-' {
+				s.switchKey(*s.pendingKey)
+			}
+			s.pendingKey, s.execSlot = nil, nil
 		}
 		if sl == s.releaseOn {
 			s.releaseOn = nil
@@ -475,6 +487,11 @@ func (s *session) dispatch(cmd Cmd) bool {
 		if s.pinned != nil {
 			// EXEC and DISCARD end the transaction and unwatch all keys,
 			// whatever their answer: the connection is clean after.
+			if name == "exec" && s.pendingKey != nil {
+				s.execSlot = sl
+			} else {
+				s.pendingKey = nil
+			}
 			s.inMulti, s.watching = false, false
 			s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
 			return true
@@ -558,6 +575,7 @@ func (s *session) unpin(abandon bool) {
 	}
 	s.pinned, s.pinReason = nil, ""
 	s.inMulti, s.watching, s.dirty, s.releaseOn = false, false, false, nil
+	s.pendingKey, s.execSlot = nil, nil
 }
 
 // startPassthrough moves the session into passthrough for the rest of its
@@ -630,12 +648,40 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 		// Inside MULTI or WATCH: the server decides; the connection is
 		// not clean afterwards.
 		s.dirty = true
-		s.key.db = db
+		key := s.keyAfterPinned()
+		key.db = db
+		s.pinnedKeyChange(key)
 		s.send(s.pinned.Conn(), appendCommand(nil, "SELECT", strconv.Itoa(db)), sl)
 		return true
 	}
 	s.moveTo(poolKey{db: db, user: s.key.user, password: s.key.password, proto: s.key.proto}, sl, redcon.AppendOK)
 	return false
+}
+
+// keyAfterPinned is the state the client will be in once the commands
+// sent on its pinned connection so far have run.
+func (s *session) keyAfterPinned() poolKey {
+	if s.pendingKey != nil {
+		return *s.pendingKey
+	}
+	return s.key
+}
+
+// pinnedKeyChange records a SELECT or AUTH sent on the pinned connection:
+// inside MULTI it is only queued (see execSlot); under WATCH alone it runs
+// now.
+func (s *session) pinnedKeyChange(key poolKey) {
+	if s.inMulti {
+		s.pendingKey = &key
+		return
+	}
+	s.switchKey(key)
+}
+
+// switchKey moves the client to key's shared connections (the server has
+// already accepted the change on the pinned connection).
+func (s *session) switchKey(key poolKey) {
+	s.key, s.cur, s.shared = key, nil, nil
 }
 
 // moveTo switches the client to the pool for key, proving first that a
@@ -671,7 +717,9 @@ func (s *session) auth(args [][]byte, sl *slot) bool {
 	}
 	if s.pinned != nil {
 		s.dirty = true
-		s.key, s.authed = key, true
+		key.db = s.keyAfterPinned().db
+		s.pinnedKeyChange(key)
+		s.authed = true
 		s.send(s.pinned.Conn(), appendAuth(key), sl)
 		return true
 	}
