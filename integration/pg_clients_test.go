@@ -30,6 +30,7 @@ import (
 // would show them.
 
 func TestPGClients(t *testing.T) {
+	integrationOnly(t)
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
 			p := startPGProxy(t, mode, 4, "")
@@ -469,6 +470,7 @@ func (p *pgProxy) psql(t *testing.T, args ...string) (string, error) {
 // credentials (the server's 28P01, no pool made), and an unknown database
 // (the server's 3D000).
 func TestPGAuthMethods(t *testing.T) {
+	integrationOnly(t)
 	t.Run("md5", func(t *testing.T) {
 		p := startPGConf(t, pgConf{Mode: "transaction", Size: 2, Method: "md5"})
 		ctx := testCtx(t, 30*time.Second)

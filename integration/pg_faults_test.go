@@ -50,6 +50,7 @@ func rawExec(t *testing.T, pc *pgconn.PgConn, sql string) {
 // transaction, at several points of the protocol, leaves nothing for the
 // next client of its server: no open transaction, no uncommitted row.
 func TestPGFaultClientKilled(t *testing.T) {
+	integrationOnly(t)
 	deaths := []struct {
 		name string
 		// die runs after BEGIN and an INSERT, then the socket is closed.
@@ -282,6 +283,7 @@ func sendCancel(t *testing.T, addr string, pid uint32, key []byte) {
 }
 
 func TestPGCancel(t *testing.T) {
+	integrationOnly(t)
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
 			p := startPGProxy(t, mode, 4, "")
@@ -380,6 +382,7 @@ func TestPGCancel(t *testing.T) {
 // query waits acquire_timeout and gets 53300 naming the pool, in the simple
 // and the extended protocol; its session goes on once the server is free.
 func TestPGPoolExhausted(t *testing.T) {
+	integrationOnly(t)
 	p := startPGConf(t, pgConf{Mode: "transaction", Size: 1, PoolKeys: ", acquire_timeout: 500ms"})
 	ctx := testCtx(t, 30*time.Second)
 	a := p.connect(t)

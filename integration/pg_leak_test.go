@@ -321,6 +321,7 @@ func boolOf(ctx context.Context, t *testing.T, c *pgx.Conn, sql string) bool {
 // server (its backend never changes, B never gets it, the pins metric
 // counts it), and once A leaves, no server carries the state on.
 func TestPGLeakPins(t *testing.T) {
+	integrationOnly(t)
 	for _, pc := range pinCases {
 		t.Run(pc.reason, func(t *testing.T) {
 			p := startPGProxy(t, "transaction", 2, "")
