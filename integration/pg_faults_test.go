@@ -465,6 +465,27 @@ func TestPGMaxMessageSize(t *testing.T) {
 			}
 		})
 	}
+	// The refusal comes from the length alone: a header that announces
+	// 100 MB, with no body behind it, is answered at once.
+	t.Run("header-only", func(t *testing.T) {
+		pc := rawClient(t, p)
+		hdr := binary.BigEndian.AppendUint32([]byte{'Q'}, 100<<20)
+		if _, err := pc.Conn().Write(append(hdr, "select"...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = pc.Conn().SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, err := pc.Frontend().Receive()
+		if err != nil {
+			t.Fatalf("no answer to a 100 MB header within 2 s: %v", err)
+		}
+		er, ok := m.(*pgproto3.ErrorResponse)
+		if !ok || er.Code != "08P01" {
+			t.Fatalf("answer %#v, want ErrorResponse 08P01", m)
+		}
+		if _, err := pc.Frontend().Receive(); err == nil {
+			t.Fatal("the connection stayed open")
+		}
+	})
 }
 
 // TestPGParseFailureForgotten: a named Parse that failed (the server's
