@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the server binaries and clients that `make test` and `make demo`
-# use: PostgreSQL (server, psql, pgbench) and Redis (server, redis-cli,
-# redis-benchmark). `deps.sh bench` also installs the peers the benchmark
+# use: PostgreSQL (server, psql, pgbench), Redis (server, redis-cli,
+# redis-benchmark) and Prometheus (prometheus and promtool, for the test that
+# evaluates the Grafana dashboard and the alert rules in deploy/ against a
+# real Prometheus). `deps.sh bench` also installs the peers the benchmark
 # harness (bench/sidebyside, `make bench`) compares against: pgbouncer,
 # nutcracker (twemproxy) and haproxy.
 # On Debian/Ubuntu as root it runs apt-get; otherwise it prints the command.
@@ -18,6 +20,7 @@ missing=()
 have_pg || missing+=(postgresql postgresql-contrib)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 if [ "${1:-}" = bench ]; then
 	# Debian installs these daemons under /usr/sbin, which a non-root PATH
 	# may lack; the harness looks there too.
@@ -34,8 +37,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	$cmd -qq >/dev/null
-	# The Debian package starts a cluster and a redis service; tests start
-	# their own servers on free ports, so these are left alone.
+	# The Debian packages start a cluster, a redis and a prometheus service
+	# where services can start; tests start their own servers on free ports,
+	# so these are left alone.
 else
 	echo "deps: missing ${missing[*]}; install them with:" >&2
 	echo "  sudo apt-get update && sudo $cmd" >&2
