@@ -273,13 +273,18 @@ type Policy struct {
 	RateLimits []RateLimit `koanf:"rate_limits" json:"rate_limits,omitempty"`
 }
 
-// Match selects sessions; every non-empty field must match (exact or glob).
+// Match selects sessions; every non-empty field must match (exact or glob,
+// path.Match syntax; "*" alone matches every non-empty value). A non-empty
+// field never matches a session that lacks the value (no client
+// certificate, a Unix-socket client).
 type Match struct {
+	// Principal is the client certificate's SPIFFE URI SAN, else its CN.
 	Principal string `koanf:"principal" json:"principal,omitempty"`
 	User      string `koanf:"user" json:"user,omitempty"`
 	Database  string `koanf:"database" json:"database,omitempty"`
 	Listener  string `koanf:"listener" json:"listener,omitempty"`
-	// Source is a client address CIDR or glob.
+	// Source is a client address CIDR (when it has a '/') or a glob on the
+	// address written as text.
 	Source string `koanf:"source" json:"source,omitempty"`
 }
 
@@ -295,18 +300,32 @@ type Rule struct {
 	Message string `koanf:"message" json:"message,omitempty"`
 }
 
-// PostgresRule lists what a rule allows on Postgres listeners.
+// PostgresRule lists what a rule allows on Postgres listeners. An empty
+// list does not restrict; a rule without a postgres section allows no
+// Postgres statement at all.
 type PostgresRule struct {
+	// Statements are statement kinds (see StatementKinds).
 	Statements []string `koanf:"statements" json:"statements,omitempty"`
-	Tables     []string `koanf:"tables" json:"tables,omitempty"`
-	Functions  []string `koanf:"functions" json:"functions,omitempty"`
+	// Tables are table globs, "schema.name" or "name" (schema public).
+	Tables []string `koanf:"tables" json:"tables,omitempty"`
+	// Functions are function globs, matched as the statement names them.
+	Functions []string `koanf:"functions" json:"functions,omitempty"`
+	// OnParseError is deny | allow: what happens to SQL the parser rejects
+	// when the rule restricts statements, tables or functions.
+	OnParseError string `koanf:"on_parse_error" json:"on_parse_error" default:"deny"`
 }
 
-// RedisRule lists what a rule allows on Redis listeners.
+// RedisRule lists what a rule allows on Redis listeners. An empty list does
+// not restrict; a rule without a redis section allows no Redis command
+// beyond the few that are always allowed.
 type RedisRule struct {
-	Commands   []string `koanf:"commands" json:"commands,omitempty"`
+	// Commands are command names ("get", "client|list"; "client" allows
+	// every CLIENT subcommand).
+	Commands []string `koanf:"commands" json:"commands,omitempty"`
+	// Categories are ACL categories (see RedisCategories).
 	Categories []string `koanf:"categories" json:"categories,omitempty"`
-	Keys       []string `koanf:"keys" json:"keys,omitempty"`
+	// Keys are key globs with Redis's glob semantics.
+	Keys []string `koanf:"keys" json:"keys,omitempty"`
 }
 
 // RateLimit is a token bucket applied to the sessions When matches.

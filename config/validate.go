@@ -3,10 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -282,48 +284,178 @@ func boolInt(b bool) int {
 }
 
 func (v *validator) match(key string, m Match) {
-	for k, pat := range map[string]string{"principal": m.Principal, "user": m.User, "database": m.Database, "listener": m.Listener} {
-		if _, err := path.Match(pat, ""); err != nil {
-			v.add(key+"."+k, "bad pattern %q: %v", pat, err)
-		}
+	for _, f := range []struct{ name, pat string }{
+		{"principal", m.Principal}, {"user", m.User}, {"database", m.Database}, {"listener", m.Listener},
+	} {
+		v.pattern(key+"."+f.name, f.pat)
 	}
-	if m.Source != "" && strings.Contains(m.Source, "/") {
+	if m.Source == "" {
+		return
+	}
+	if strings.Contains(m.Source, "/") {
 		if _, err := netip.ParsePrefix(m.Source); err != nil {
 			v.add(key+".source", "%v", err)
 		}
+		return
 	}
+	v.pattern(key+".source", m.Source)
+}
+
+// pattern checks a path.Match glob.
+func (v *validator) pattern(key, pat string) {
+	if _, err := path.Match(pat, ""); err != nil {
+		v.add(key, "bad pattern %q: %v", pat, err)
+	}
+}
+
+// patterns checks a list of non-empty globs.
+func (v *validator) patterns(key string, pats []string) {
+	for i, p := range pats {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if p == "" {
+			v.add(k, "must not be empty")
+			continue
+		}
+		v.pattern(k, p)
+	}
+}
+
+// objects checks a list of table or function patterns: globs on
+// "name", "schema.name" or "catalog.schema.name", split at the dots outside
+// double quotes (as package classify writes names), or "*".
+func (v *validator) objects(key string, pats []string) {
+	for i, p := range pats {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if p == "*" {
+			continue
+		}
+		var parts []string
+		start, quoted := 0, false
+		for j := 0; j < len(p); j++ {
+			switch p[j] {
+			case '"':
+				quoted = !quoted
+			case '.':
+				if !quoted {
+					parts = append(parts, p[start:j])
+					start = j + 1
+				}
+			}
+		}
+		parts = append(parts, p[start:])
+		if len(parts) > 3 {
+			v.add(k, "bad pattern %q: more than 3 dot-separated parts", p)
+			continue
+		}
+		for _, part := range parts {
+			if part == "" {
+				v.add(k, "bad pattern %q: empty name part", p)
+				break
+			}
+			if _, err := path.Match(part, ""); err != nil {
+				v.add(k, "bad pattern %q: %v", p, err)
+				break
+			}
+		}
+	}
+}
+
+// StatementKinds returns the statement kinds that policy.rules[].postgres.statements
+// accepts, sorted: the kinds of package pg/classify (a test in package policy
+// keeps the two lists equal). The slice is new on each call.
+func StatementKinds() []string {
+	return []string{
+		"call", "copy_from", "copy_to", "cursor", "dcl", "ddl", "deallocate", "delete",
+		"discard", "do", "execute", "explain", "insert", "listen", "lock", "maintenance",
+		"merge", "notify", "other", "prepare", "select", "set", "show", "transaction",
+		"truncate", "unlisten", "update",
+	}
+}
+
+// RedisCategories returns the ACL categories that policy.rules[].redis.categories
+// accepts, "@all" first, then Redis 7's categories in the order ACL CAT
+// lists them (a test in package policy keeps the list equal to the command
+// table's). A rule may write them without the "@" and in any case. The slice
+// is new on each call.
+func RedisCategories() []string {
+	return []string{
+		"@all", "@keyspace", "@read", "@write", "@set", "@sortedset", "@list", "@hash",
+		"@string", "@bitmap", "@hyperloglog", "@geo", "@stream", "@pubsub", "@admin",
+		"@fast", "@slow", "@blocking", "@dangerous", "@connection", "@transaction",
+		"@scripting",
+	}
+}
+
+// ReservedRuleName is the rule name that decisions by policy.default carry;
+// no rule or rate limit may have it.
+const ReservedRuleName = "default"
+
+// Validate checks the policy section alone (Config.Validate includes it),
+// returning every problem joined, each naming its key path.
+func (p *Policy) Validate() error {
+	v := &validator{}
+	v.policy(&Config{Policy: *p})
+	return errors.Join(v.errs...)
 }
 
 func (v *validator) policy(c *Config) {
 	p := c.Policy
 	v.oneOf("policy.default", p.Default, "allow", "deny")
+	kinds := StatementKinds()
+	cats := RedisCategories()
 	names := map[string]bool{}
 	for i, r := range p.Rules {
 		key := keyPath("policy.rules", i)
-		if r.Name == "" {
+		switch {
+		case r.Name == "":
 			v.add(key+".name", "required")
-		} else if names[r.Name] {
+		case r.Name == ReservedRuleName:
+			v.add(key+".name", "%q is reserved for policy.default", r.Name)
+		case names[r.Name]:
 			v.add(key+".name", "rule %q is named twice", r.Name)
 		}
 		names[r.Name] = true
 		v.match(key+".when", r.When)
 		v.oneOf(key+".mode", r.Mode, "enforce", "audit")
-		if r.Redis != nil {
-			for j, k := range r.Redis.Keys {
-				if _, err := path.Match(k, ""); err != nil {
-					v.add(fmt.Sprintf("%s.redis.keys[%d]", key, j), "bad pattern %q: %v", k, err)
+		if pg := r.Postgres; pg != nil {
+			for j, k := range pg.Statements {
+				if !slices.Contains(kinds, k) {
+					v.add(fmt.Sprintf("%s.postgres.statements[%d]", key, j), "unknown statement kind %q (known: %s)", k, strings.Join(kinds, " "))
 				}
 			}
+			v.objects(key+".postgres.tables", pg.Tables)
+			v.objects(key+".postgres.functions", pg.Functions)
+			v.oneOf(key+".postgres.on_parse_error", pg.OnParseError, "deny", "allow")
+		}
+		if rd := r.Redis; rd != nil {
+			for j, c := range rd.Commands {
+				if c == "" || strings.ContainsAny(c, " \t\r\n") {
+					v.add(fmt.Sprintf("%s.redis.commands[%d]", key, j), "bad command name %q", c)
+				}
+			}
+			for j, c := range rd.Categories {
+				if !slices.ContainsFunc(cats, func(k string) bool { return strings.EqualFold(k[1:], strings.TrimPrefix(c, "@")) }) {
+					v.add(fmt.Sprintf("%s.redis.categories[%d]", key, j), "unknown ACL category %q (known: %s)", c, strings.Join(cats, " "))
+				}
+			}
+			v.patterns(key+".redis.keys", rd.Keys)
 		}
 	}
+	limits := map[string]bool{}
 	for i, r := range p.RateLimits {
 		key := keyPath("policy.rate_limits", i)
-		if r.Name == "" {
+		switch {
+		case r.Name == "":
 			v.add(key+".name", "required")
+		case r.Name == ReservedRuleName:
+			v.add(key+".name", "%q is reserved for policy.default", r.Name)
+		case limits[r.Name]:
+			v.add(key+".name", "rate limit %q is named twice", r.Name)
 		}
+		limits[r.Name] = true
 		v.match(key+".when", r.When)
-		if r.Rate <= 0 {
-			v.add(key+".rate", "must be > 0")
+		if !(r.Rate > 0) || math.IsInf(r.Rate, 0) {
+			v.add(key+".rate", "must be > 0 and finite")
 		}
 		if r.Burst <= 0 {
 			v.add(key+".burst", "must be > 0")

@@ -81,6 +81,11 @@ type Metrics struct {
 	// Connection pools of any frontend.
 	PoolAcquireWait *prometheus.HistogramVec
 	Pools           *PoolCollector
+
+	// PolicyDecisions counts policy decisions by listener, rule (a rule or
+	// rate limit name, or "default") and decision: allow, deny,
+	// rate_limited, delayed, audit_deny. Package policy updates it.
+	PolicyDecisions *prometheus.CounterVec
 }
 
 // BuildInfo describes the binary for the outrigger_build_info metric.
@@ -185,7 +190,7 @@ func New(info BuildInfo) *Metrics {
 			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements).",
 			"listener", "result"),
 		PGCancels: f.counterVec("pg", "cancels_total",
-			"Cancels by result: forwarded (a client's CancelRequest, to the server running its query), idle (the client had nothing running), unknown (no such client key), query_timeout (sent by Outrigger for pool.query_timeout).",
+			"Cancels by result: forwarded (a client's CancelRequest, to the server running its query), queued (the query was still waiting for a server: it never runs, the client gets 57014), idle (the client had nothing running), unknown (no such client key), query_timeout (sent by Outrigger for pool.query_timeout).",
 			"listener", "result"),
 		PGUpstreamErrors: f.counterVec("pg", "upstream_errors_total",
 			"Server connection failures by class: connect, auth, lost (closed or broken while in use), reset (cleanup failed).",
@@ -193,6 +198,10 @@ func New(info BuildInfo) *Metrics {
 
 		PoolAcquireWait: f.histogramVec("pool", "acquire_wait_seconds",
 			"Time a client waited in a pool's queue for a connection.", LatencyBuckets, "listener", "pool"),
+
+		PolicyDecisions: f.counterVec("policy", "decisions_total",
+			"Policy decisions on queries and commands, one per check, by rule (a rule or rate limit name, or default) and decision: allow, deny, rate_limited, delayed (allowed after a wait), audit_deny (allowed by an audit-mode rule that would deny).",
+			"listener", "rule", "decision"),
 	}
 	m.Pools = newPoolCollector()
 	reg.MustRegister(m.Pools)
@@ -245,6 +254,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
 		m.PGQueries, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
 		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
+		m.PolicyDecisions,
 	} {
 		v.DeletePartialMatch(l)
 	}
