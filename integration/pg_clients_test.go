@@ -273,10 +273,14 @@ func TestPGClients(t *testing.T) {
 						t.Fatalf("notification %+v", n)
 					}
 					// A notification that arrives while A waits (not queued before).
+					notified := make(chan struct{})
 					go func() {
+						defer close(notified)
 						time.Sleep(300 * time.Millisecond)
 						_, _ = b.Exec(ctx, "select pg_notify('ch', 'later')")
 					}()
+					// b is closed when the test ends: not before its Exec returns.
+					defer func() { <-notified }()
 					n, err = a.WaitForNotification(wctx)
 					if err != nil || n.Payload != "later" {
 						t.Fatalf("second notification: %+v %v", n, err)

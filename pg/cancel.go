@@ -68,6 +68,13 @@ func (h *Handler) cancel(pid uint32, key []byte) {
 	s.mu.Lock()
 	srv := s.srv
 	busy := srv != nil && !s.q.empty()
+	if srv == nil && s.waitCancel != nil {
+		s.waitCanceled = true
+		s.waitCancel()
+		s.mu.Unlock()
+		h.m.cancels.queued.Inc()
+		return
+	}
 	s.mu.Unlock()
 	if !busy {
 		h.m.cancels.idle.Inc()

@@ -170,9 +170,10 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 		AcquireTimeout: h.cfg.Pool.AcquireTimeout,
 		IdleTimeout:    h.cfg.Pool.ServerIdleTimeout,
 		MaxLifetime:    h.cfg.Pool.ServerLifetime,
-		// A connection idle for a second is checked before it is lent:
-		// a terminated backend is found before a client's query meets it.
-		HealthCheckAfter: time.Second,
+		// Every connection is checked before it is lent (one non-blocking
+		// peek): a terminated backend is found before a client's query
+		// meets it.
+		HealthCheckAfter: 0,
 	}
 	p, err := pool.New(pcfg, pool.Hooks[*server]{
 		Dial: func(ctx context.Context) (*server, error) {

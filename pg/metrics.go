@@ -17,7 +17,7 @@ type handlerMetrics struct {
 	clients  prometheus.Gauge
 	pins     *prometheus.CounterVec
 	prepared struct{ hit, miss, eviction prometheus.Counter }
-	cancels  struct{ forwarded, idle, unknown, timeout prometheus.Counter }
+	cancels  struct{ forwarded, queued, idle, unknown, timeout prometheus.Counter }
 	upErrors *prometheus.CounterVec
 }
 
@@ -36,6 +36,7 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	hm.prepared.eviction = m.PGPrepared.WithLabelValues(l, "eviction")
 	hm.cancels.forwarded = m.PGCancels.WithLabelValues(l, "forwarded")
 	hm.cancels.idle = m.PGCancels.WithLabelValues(l, "idle")
+	hm.cancels.queued = m.PGCancels.WithLabelValues(l, "queued")
 	hm.cancels.unknown = m.PGCancels.WithLabelValues(l, "unknown")
 	hm.cancels.timeout = m.PGCancels.WithLabelValues(l, "query_timeout")
 	hm.upErrors = m.PGUpstreamErrors.MustCurryWith(prometheus.Labels{"listener": l})

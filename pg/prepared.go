@@ -77,13 +77,14 @@ func (s *session) onParse(m msg) error {
 	}
 	srv, err := s.lockServer()
 	if err != nil {
+		delete(s.stmts, cs.name) // never prepared
 		return s.acquireFailed(err, false)
 	}
 	defer s.mu.Unlock()
 	if srv.prepared.Contains(cs.server) {
 		srv.prepared.Get(cs.server)
 		s.h.m.prepared.hit.Inc()
-		s.q.push(item{kind: itParse, act: actSynth, synth: '1'})
+		s.q.push(item{kind: itParse, act: actSynth, synth: '1', stmt: cs})
 		s.pumpSynth()
 		return nil
 	}
@@ -101,7 +102,11 @@ func (s *session) prepare(srv *server, cs *clientStmt, act action) {
 		return
 	}
 	srv.prepared.Add(cs.server, struct{}{})
-	s.q.push(item{kind: itParse, act: act, server: cs.server})
+	it := item{kind: itParse, act: act, server: cs.server}
+	if act == actForward {
+		it.stmt = cs // the client's own Parse: if it fails, the statement is not there
+	}
+	s.q.push(it)
 	s.out = append(s.out, cs.parse...)
 	for _, old := range srv.toClose {
 		s.h.m.prepared.eviction.Inc()
@@ -122,6 +127,16 @@ func (s *session) ensurePrepared(srv *server, cs *clientStmt) {
 	if _, ok := srv.prepared.Get(cs.server); !ok {
 		s.prepare(srv, cs, actDrop)
 	}
+}
+
+// unknownStatement is Postgres's error for a statement the client never
+// prepared. Outrigger answers it itself: on a shared server the name might
+// be another client's.
+func unknownStatement(name []byte) *Error {
+	if len(name) == 0 {
+		return errorf("26000", "unnamed prepared statement does not exist")
+	}
+	return errorf("26000", "prepared statement %q does not exist", name)
 }
 
 // statement finds the client statement a Bind or Describe names.
@@ -145,6 +160,9 @@ func (s *session) onBind(m msg) error {
 		return s.forward(m, item{kind: itBind})
 	}
 	cs := s.statement(name)
+	if cs == nil {
+		return s.localError(unknownStatement(name), false)
+	}
 	srv, err := s.lockServer()
 	if err != nil {
 		return s.acquireFailed(err, false)
@@ -154,11 +172,6 @@ func (s *session) onBind(m msg) error {
 		s.portals = map[string]*clientStmt{}
 	}
 	s.portals[string(portal)] = cs
-	if cs == nil { // unknown: the server says so
-		s.q.push(item{kind: itBind})
-		s.out = append(s.out, m.Raw...)
-		return nil
-	}
 	s.ensurePrepared(srv, cs)
 	s.q.push(item{kind: itBind})
 	if cs.server == "" {
@@ -184,16 +197,14 @@ func (s *session) onDescribe(m msg) error {
 		return &ProtocolError{Msg: "malformed Describe message"}
 	}
 	cs := s.statement(name)
+	if cs == nil {
+		return s.localError(unknownStatement(name), false)
+	}
 	srv, err := s.lockServer()
 	if err != nil {
 		return s.acquireFailed(err, false)
 	}
 	defer s.mu.Unlock()
-	if cs == nil {
-		s.q.push(item{kind: itDescribe})
-		s.out = append(s.out, m.Raw...)
-		return nil
-	}
 	s.ensurePrepared(srv, cs)
 	s.q.push(item{kind: itDescribe})
 	if cs.server == "" {

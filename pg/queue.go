@@ -45,6 +45,9 @@ type item struct {
 	act    action
 	synth  byte   // the reply type an actSynth item answers with
 	server string // the shared statement name a Parse prepares
+	// stmt is the client statement a client's Parse creates: forgotten
+	// if that Parse fails or is skipped after an error.
+	stmt *clientStmt
 	// effects are the session-state effects of a Query, or of the
 	// statement an Execute runs, applied once they are committed.
 	effects []classify.Effect

@@ -3,6 +3,7 @@ package pg
 import (
 	"errors"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/outrigger/outrigger/pg/classify"
@@ -206,6 +207,7 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 		s.copying = true
 	case 'S':
 		srv.noteParameter(m.Body)
+		s.noteReported(srv, m.Body)
 	case 'N', 'A':
 	case 'E':
 		return s.onServerError(srv, m, it)
@@ -216,6 +218,36 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 	}
 	s.writeClient(m.Raw)
 	return false
+}
+
+// reportedSettable are the parameters a server reports with
+// ParameterStatus that a session can change. A change the classifier could
+// not see (inside a function, say) is still known from the report, and is
+// replayed or reset like a SET.
+var reportedSettable = map[string]bool{
+	"application_name": true, "client_encoding": true, "datestyle": true,
+	"intervalstyle": true, "timezone": true, "standard_conforming_strings": true,
+	"default_transaction_read_only": true, "search_path": true,
+}
+
+// noteReported records a reported parameter change as a setting of the
+// client's session and of the server. mu held.
+func (s *session) noteReported(srv *server, body []byte) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return
+	}
+	val, _, ok := cstring(rest)
+	if !ok {
+		return
+	}
+	n := strings.ToLower(string(name))
+	if !reportedSettable[n] {
+		return
+	}
+	stmt := setStatement(n, string(val))
+	s.settings = s.settings.with(n, stmt)
+	srv.settings = srv.settings.with(n, stmt)
 }
 
 // onServerError forwards an ErrorResponse and, in the extended protocol,
@@ -257,6 +289,9 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		done := s.q.pop()
 		if done.kind == itParse && done.server != "" {
 			srv.prepared.Remove(done.server)
+		}
+		if done.stmt != nil {
+			s.failedStmts = append(s.failedStmts, done.stmt)
 		}
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -208,18 +212,45 @@ func (s *server) noteParameter(body []byte) {
 	s.params[string(name)] = string(val)
 }
 
-// check tells whether an idle connection is still open: nothing may be
-// waiting to be read on it (an idle server sends nothing unless it is
-// going away).
+// check tells whether an idle connection is still usable: nothing may be
+// waiting to be read on it (an idle server sends nothing unless it is going
+// away: pg_terminate_backend, a shutdown) and it must not be closed. On a
+// plain socket it peeks without blocking; on TLS it waits a millisecond for
+// input.
 func (s *server) check(context.Context) error {
+	errUnread := errors.New("pg: idle server connection has unread input")
 	if s.fr.buffered() {
-		return errors.New("pg: idle server connection has unread input")
+		return errUnread
 	}
-	_ = s.conn.SetReadDeadline(time.Now())
+	if sc, ok := s.conn.(syscall.Conn); ok {
+		raw, err := sc.SyscallConn()
+		if err == nil {
+			var n int
+			var perr error
+			var b [1]byte
+			cerr := raw.Read(func(fd uintptr) bool {
+				n, _, perr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				return true // never wait: the answer is now
+			})
+			switch {
+			case cerr != nil:
+				return cerr
+			case perr == unix.EAGAIN || perr == unix.EWOULDBLOCK:
+				return nil
+			case perr != nil:
+				return perr
+			case n == 0:
+				return io.EOF
+			default:
+				return errUnread
+			}
+		}
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	err := s.fr.peekByte()
 	_ = s.conn.SetReadDeadline(time.Time{})
 	if err == nil {
-		return errors.New("pg: idle server connection has unread input")
+		return errUnread
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil

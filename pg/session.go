@@ -61,9 +61,17 @@ type session struct {
 	rolledBack bool
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
-	queryTimer *time.Timer
-	writing    bool // the client goroutine is writing to srv
-	kick       bool // the relay's read was interrupted to detach
+	// failedStmts are client statements whose Parse failed or was skipped
+	// after an error (the relay finds them; the client goroutine owns the
+	// map).
+	failedStmts []*clientStmt
+	// waitCancel aborts a wait for a server (a CancelRequest for a query
+	// that has not reached one); waitCanceled says it did.
+	waitCancel   context.CancelFunc
+	waitCanceled bool
+	queryTimer   *time.Timer
+	writing      bool // the client goroutine is writing to srv
+	kick         bool // the relay's read was interrupted to detach
 	// For SHOW CLIENTS.
 	connected   time.Time
 	lastRequest time.Time
@@ -285,6 +293,13 @@ func (s *session) handle(m msg) error {
 			s.anon = nil
 			s.dropStmts = false
 		}
+		for _, cs := range s.failedStmts {
+			if s.stmts[cs.name] == cs {
+				delete(s.stmts, cs.name)
+			}
+		}
+		clear(s.failedStmts)
+		s.failedStmts = s.failedStmts[:0]
 		s.mu.Unlock()
 	}
 	switch m.Type {
@@ -335,15 +350,23 @@ func (s *session) lockServer() (*server, error) {
 	}
 	s.waiting = true
 	s.lastRequest = time.Now()
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.waitCancel, s.waitCanceled = cancel, false
 	s.mu.Unlock()
-	err := s.h.waitResume(s.ctx)
+	err := s.h.waitResume(ctx)
 	var lease *pool.Lease[*server]
 	if err == nil {
-		lease, err = s.pool.p.Acquire(s.ctx)
+		lease, err = s.pool.p.Acquire(ctx)
 	}
+	cancel()
 	if err != nil {
 		s.mu.Lock()
 		s.waiting = false
+		s.waitCancel = nil
+		if s.waitCanceled {
+			// Nothing reached a server: the cancel stops it here.
+			err = errorf(codeQueryCanceled, "canceling statement due to user request")
+		}
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -351,6 +374,7 @@ func (s *session) lockServer() (*server, error) {
 	srv.active.Store(true)
 	s.mu.Lock()
 	s.waiting = false
+	s.waitCancel = nil
 	s.srv, s.lease = srv, lease
 	s.txStart = time.Now()
 	if sql := diffSQL(srv.settings, s.settings); sql != "" {
