@@ -259,6 +259,9 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 		return 1
 	}
 	m.ConfigReloads.WithLabelValues("success").Inc()
+	// Both series exist from the start, so increase() sees the first
+	// rejection.
+	m.ConfigReloads.WithLabelValues("rejected").Add(0)
 	m.ConfigLastReloadSuccess.SetToCurrentTime()
 	log.Info("outrigger started", "version", Version, "config", src.Path, "hash", config.Hash(cfg))
 
