@@ -344,7 +344,16 @@ func (s *session) lockServer() (*server, error) {
 	s.mu.Lock()
 	if s.srv != nil {
 		if s.txStart.IsZero() {
-			s.txStart = time.Now() // a new transaction on a kept server
+			// A new transaction on a server the session kept (session
+			// mode, a pin, or a round trip that overlapped the last one's
+			// end): bring its parameters in line as on a fresh attach,
+			// since the last transaction may have changed what the client
+			// should have (RESET goes back to a startup value the server
+			// does not have as its default).
+			s.txStart = time.Now()
+			if s.srv.txStatus == 'I' {
+				s.syncSettings(s.srv)
+			}
 		}
 		return s.srv, nil
 	}
@@ -377,15 +386,21 @@ func (s *session) lockServer() (*server, error) {
 	s.waitCancel = nil
 	s.srv, s.lease = srv, lease
 	s.txStart = time.Now()
+	s.syncSettings(srv)
+	done := make(chan struct{})
+	s.relayDone = done
+	go s.relay(srv, lease, done)
+	return srv, nil
+}
+
+// syncSettings queues the hidden query that gives srv the client's
+// session parameters, if they differ. mu held.
+func (s *session) syncSettings(srv *server) {
 	if sql := diffSQL(srv.settings, s.settings); sql != "" {
 		s.q.push(item{kind: itHidden})
 		s.out = appendMsg(s.out, 'Q', []byte(sql), []byte{0})
 		srv.settings = s.settings
 	}
-	done := make(chan struct{})
-	s.relayDone = done
-	go s.relay(srv, lease, done)
-	return srv, nil
 }
 
 // forward sends m as it is, expecting it.

@@ -62,12 +62,12 @@ type session struct {
 	// whose answer ends the need for the pinned connection: it goes back to
 	// the pool as soon as that answer arrives, even if the client then goes
 	// quiet: drain gives it back once that reply is written.
-	releaseOn   *slot
-	dirty       bool // the pinned connection's state changed: close it after
+	releaseOn *slot
+	dirty     bool // the pinned connection's state changed: close it after
 	// pendingKey is the state SELECT or AUTH queued inside MULTI will give
 	// the client if the transaction runs; execSlot is that EXEC.
-	pendingKey *poolKey
-	execSlot   *slot
+	pendingKey  *poolKey
+	execSlot    *slot
 	passthrough bool
 
 	// out holds the slots of the commands read since the last drain, in
