@@ -110,7 +110,9 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	}
 	// The server failed under a live session: the client's transaction
 	// and anything in flight are gone, as they would be had the client
-	// been connected to that server.
+	// been connected to that server. The session ends with it: nothing the
+	// client sent after may run on another server.
+	s.dead = true
 	if !s.fatalSent {
 		e := fatalf(codeConnectionFailure, "server connection lost: %v", err)
 		if errors.Is(err, errServerDesync) {

@@ -69,6 +69,7 @@ type session struct {
 	// that has not reached one); waitCanceled says it did.
 	waitCancel   context.CancelFunc
 	waitCanceled bool
+	dead         bool // the server failed under the session: it is over
 	queryTimer   *time.Timer
 	writing      bool // the client goroutine is writing to srv
 	kick         bool // the relay's read was interrupted to detach
@@ -249,6 +250,9 @@ func (sp *serverPool) clientStatus(ctx context.Context, st *settings) (map[strin
 
 var errTerminate = errors.New("pg: client sent Terminate")
 
+// errServerLost ends a session whose server failed under it.
+var errServerLost = fatalf(codeConnectionFailure, "server connection lost")
+
 // serve reads client messages until the client leaves.
 func (s *session) serve() error {
 	for {
@@ -342,6 +346,10 @@ func quoteType(t byte) string {
 // with the client's). On error mu is not held.
 func (s *session) lockServer() (*server, error) {
 	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return nil, errServerLost
+	}
 	if s.srv != nil {
 		if s.txStart.IsZero() {
 			// A new transaction on a server the session kept (session
