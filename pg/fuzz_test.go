@@ -244,7 +244,7 @@ var plainParam = regexp.MustCompile(`^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)*$`)
 func checkSettings(t *testing.T, st *settings) {
 	t.Helper()
 	for name, stmt := range st.m {
-		if !strings.HasPrefix(stmt, "SET ") {
+		if !strings.HasPrefix(stmt, "SELECT pg_catalog.set_config(") {
 			t.Fatalf("setting %q is %q", name, stmt)
 		}
 		if !plainParam.MatchString(name) || !utf8.ValidString(stmt) || strings.IndexByte(stmt, 0) >= 0 || len(stmt) > 4000 {

@@ -117,9 +117,12 @@ func diffSQL(from, to *settings) string {
 	return b.String()
 }
 
-// setStatement is the SET statement that gives name the string value v.
+// setStatement is the statement that gives name the value v, where v is
+// the parameter's text as a StartupMessage or a ParameterStatus carries it.
+// It is set_config, not SET: SET would read a list value such as
+// search_path's `"$user", public` as one quoted name.
 func setStatement(name, v string) string {
-	return "SET " + quoteIdent(name) + " TO " + quoteLiteral(v)
+	return "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(v) + ", false)"
 }
 
 // quoteIdent quotes a parameter name for SET and RESET. Names of

@@ -21,6 +21,9 @@ const (
 	// itHidden is a simple query Outrigger sent itself (bringing a
 	// server's session parameters in line): every reply to it is dropped.
 	itHidden
+	// itProbe is Outrigger's query for the values of parameters a
+	// rolled-back transaction touched (see probeSettings).
+	itProbe
 )
 
 // action says what happens to the reply of an item.

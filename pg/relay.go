@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"strings"
@@ -135,6 +136,9 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 func (s *session) onServer(srv *server, m msg) (broken bool) {
 	s.pumpSynth()
 	it := s.q.front()
+	if it != nil && it.kind == itProbe {
+		return s.onProbe(srv, m)
+	}
 	if it != nil && it.kind == itHidden {
 		// Replies to Outrigger's own query never reach the client.
 		switch m.Type {
@@ -357,12 +361,14 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 			s.pool.m.xactMicros.Add(uint64(d.Microseconds()))
 			s.txStart = time.Time{}
 		}
+		probing := false
 		if s.rolledBack || done.failed {
 			s.pool.m.rollbacks.Inc()
 			if len(s.txEffects) > 0 {
 				// What was rolled back is uncertain (ROLLBACK TO SAVEPOINT
-				// has the same tag): the server is made to start over.
-				srv.settings = unknownSettings
+				// has the same tag as ROLLBACK, and one query string may
+				// commit some SETs and roll back others): ask the server.
+				probing = s.probeSettings(srv)
 			}
 		} else {
 			s.pool.m.commits.Inc()
@@ -370,9 +376,113 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 		}
 		s.txEffects = s.txEffects[:0]
 		s.rolledBack = false
+		if probing {
+			// The client's ReadyForQuery follows the probe's answer, so
+			// its next statement finds the settings known.
+			s.q.push(item{act: actSynth, synth: 'Z'})
+			return false
+		}
 	}
 	s.writeClient(m.Raw)
 	return false
+}
+
+// probeSettings asks the server for the current values of the parameters
+// a rolled-back transaction touched (see onProbe). It returns false, and
+// makes the server start over at its next use, when it cannot: effects
+// that reset everything, or replies still in flight behind this one. mu
+// held.
+func (s *session) probeSettings(srv *server) bool {
+	var names []string
+	seen := map[string]bool{}
+	for _, e := range s.txEffects {
+		switch e.Kind {
+		case classify.EffectSet, classify.EffectReset:
+			if !seen[e.Name] {
+				seen[e.Name] = true
+				names = append(names, e.Name)
+			}
+		case classify.EffectPin:
+		default:
+			srv.settings = unknownSettings
+			return false
+		}
+	}
+	if len(names) == 0 || !s.q.empty() {
+		if len(names) > 0 {
+			srv.settings = unknownSettings
+		}
+		return false
+	}
+	lits := make([]string, len(names))
+	for i, n := range names {
+		lits[i] = quoteLiteral(n)
+	}
+	sql := "SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[" + strings.Join(lits, ",") + "]::text[]) AS n"
+	s.q.push(item{kind: itProbe})
+	srv.write(appendMsg(nil, 'Q', []byte(sql), []byte{0}))
+	return true
+}
+
+// onProbe handles the answer to probeSettings: each row gives a
+// parameter's value on the server, which becomes the client's and the
+// server's setting. mu held.
+func (s *session) onProbe(srv *server, m msg) bool {
+	switch m.Type {
+	case 'D':
+		name, val, isNull, ok := twoColumns(m.Body)
+		if !ok {
+			srv.settings = unknownSettings
+			return false
+		}
+		stmt := ""
+		if !isNull {
+			stmt = setStatement(name, val)
+		}
+		s.settings = s.settings.with(name, stmt)
+		srv.settings = srv.settings.with(name, stmt)
+	case 'E':
+		srv.settings = unknownSettings
+	case 'S':
+		srv.noteParameter(m.Body)
+	case 'Z':
+		if len(m.Body) != 1 {
+			return true
+		}
+		s.q.pop()
+		srv.txStatus = m.Body[0]
+		s.pumpSynth()
+	}
+	return false
+}
+
+// twoColumns reads a DataRow of two text columns; the second may be null.
+func twoColumns(body []byte) (a, b string, bNull, ok bool) {
+	if len(body) < 2 || binary.BigEndian.Uint16(body) != 2 {
+		return "", "", false, false
+	}
+	body = body[2:]
+	var cols [2][]byte
+	var null [2]bool
+	for i := range 2 {
+		if len(body) < 4 {
+			return "", "", false, false
+		}
+		n := int32(binary.BigEndian.Uint32(body))
+		body = body[4:]
+		if n < 0 {
+			null[i] = true
+			continue
+		}
+		if int(n) > len(body) {
+			return "", "", false, false
+		}
+		cols[i], body = body[:n], body[n:]
+	}
+	if null[0] {
+		return "", "", false, false
+	}
+	return string(cols[0]), string(cols[1]), null[1], true
 }
 
 // commitEffects applies the session-state effects of a committed
