@@ -36,7 +36,7 @@ const startTimeout = 20 * time.Second
 type instance struct {
 	id    string
 	addr  map[string]string // protocol -> "127.0.0.1:port"
-	proc  *proc             // nil for direct
+	proc  *testenv.Process  // nil for direct
 	pid   int               // whose RSS is read
 	admin string            // Outrigger's admin address
 	// pgNA is set when Outrigger runs without its postgres listener.
@@ -50,7 +50,7 @@ func (in *instance) stop() {
 		return
 	}
 	if in.proc != nil {
-		_ = in.proc.stop()
+		_ = in.proc.Stop()
 	}
 	if in.stopFn != nil {
 		in.stopFn()
@@ -59,10 +59,10 @@ func (in *instance) stop() {
 
 // alive reports whether the contestant's process still runs.
 func (in *instance) alive() error {
-	if in.proc == nil || !in.proc.exited() {
+	if in.proc == nil || !in.proc.Exited() {
 		return nil
 	}
-	return fmt.Errorf("%s exited (%v); log tail: %s", in.id, in.proc.waitErr, in.proc.logTail(600))
+	return fmt.Errorf("%s exited (%v); log tail: %s", in.id, in.proc.WaitErr(), in.proc.LogTail(600))
 }
 
 // upstreams is what contestants sit in front of.
@@ -127,13 +127,13 @@ func (e *env) newDir(name string) (string, error) {
 
 // waitServing waits until every probe passes, or the process exits, or the
 // timeout passes.
-func waitServing(ctx context.Context, p *proc, probes map[string]func(context.Context) error) error {
+func waitServing(ctx context.Context, p *testenv.Process, probes map[string]func(context.Context) error) error {
 	deadline := time.Now().Add(startTimeout)
 	for name, probe := range probes {
 		var last error
 		for {
-			if p.exited() {
-				return fmt.Errorf("exited (%v) before serving %s: %s", p.waitErr, name, p.logTail(800))
+			if p.Exited() {
+				return fmt.Errorf("exited (%v) before serving %s: %s", p.WaitErr(), name, p.LogTail(800))
 			}
 			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			last = probe(pctx)
@@ -142,7 +142,7 @@ func waitServing(ctx context.Context, p *proc, probes map[string]func(context.Co
 				break
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("%s not serving after %v: %v; log tail: %s", name, startTimeout, last, p.logTail(800))
+				return fmt.Errorf("%s not serving after %v: %v; log tail: %s", name, startTimeout, last, p.LogTail(800))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -236,12 +236,12 @@ func (e *env) startHAProxy(ctx context.Context, up upstreams) (*instance, error)
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProc(procSpec{name: "haproxy", path: bin, args: []string{"-db", "-f", cfg}, dir: dir,
-		logPath: filepath.Join(dir, "haproxy.log"), stopSig: syscall.SIGTERM})
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: "haproxy", Path: bin, Args: []string{"-db", "-f", cfg}, Dir: dir,
+		LogPath: filepath.Join(dir, "haproxy.log"), StopSignal: syscall.SIGTERM})
 	if err != nil {
 		return nil, err
 	}
-	in.proc, in.pid = p, p.pid()
+	in.proc, in.pid = p, p.PID()
 	if err := waitServing(ctx, p, probesFor(in.addr)); err != nil {
 		in.stop()
 		return nil, err
@@ -293,15 +293,15 @@ log_disconnections = 0
 	if err := chownTree(dir, e.svcUser); err != nil {
 		return nil, err
 	}
-	p, err := startProc(procSpec{name: "pgbouncer", path: bin, args: []string{filepath.Join(dir, "pgbouncer.ini")}, dir: dir,
-		cred: e.svcUser, logPath: filepath.Join(dir, "stderr.log"), stopSig: syscall.SIGTERM})
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: "pgbouncer", Path: bin, Args: []string{filepath.Join(dir, "pgbouncer.ini")}, Dir: dir,
+		Cred: e.svcUser, LogPath: filepath.Join(dir, "stderr.log"), StopSignal: syscall.SIGTERM})
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{id: bench.PgBouncer, addr: map[string]string{bench.Postgres: addr}, proc: p, pid: p.pid()}
+	in := &instance{id: bench.PgBouncer, addr: map[string]string{bench.Postgres: addr}, proc: p, pid: p.PID()}
 	if err := waitServing(ctx, p, probesFor(in.addr)); err != nil {
 		in.stop()
-		return nil, fmt.Errorf("%w (pgbouncer.log: %s)", err, fileTail(filepath.Join(dir, "pgbouncer.log"), 600))
+		return nil, fmt.Errorf("%w (pgbouncer.log: %s)", err, testenv.FileTail(filepath.Join(dir, "pgbouncer.log"), 600))
 	}
 	return in, nil
 }
@@ -339,16 +339,16 @@ func (e *env) startTwemproxy(ctx context.Context, up upstreams) (*instance, erro
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProc(procSpec{name: "nutcracker", path: bin,
-		args: []string{"-c", cfg, "-s", strconv.Itoa(stats), "-a", "127.0.0.1", "-o", filepath.Join(dir, "nutcracker.log"), "-v", "4"},
-		dir:  dir, logPath: filepath.Join(dir, "stderr.log"), stopSig: syscall.SIGTERM})
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: "nutcracker", Path: bin,
+		Args: []string{"-c", cfg, "-s", strconv.Itoa(stats), "-a", "127.0.0.1", "-o", filepath.Join(dir, "nutcracker.log"), "-v", "4"},
+		Dir:  dir, LogPath: filepath.Join(dir, "stderr.log"), StopSignal: syscall.SIGTERM})
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{id: bench.Twemproxy, addr: map[string]string{bench.Redis: addr}, proc: p, pid: p.pid()}
+	in := &instance{id: bench.Twemproxy, addr: map[string]string{bench.Redis: addr}, proc: p, pid: p.PID()}
 	if err := waitServing(ctx, p, probesFor(in.addr)); err != nil {
 		in.stop()
-		return nil, fmt.Errorf("%w (nutcracker.log: %s)", err, fileTail(filepath.Join(dir, "nutcracker.log"), 600))
+		return nil, fmt.Errorf("%w (nutcracker.log: %s)", err, testenv.FileTail(filepath.Join(dir, "nutcracker.log"), 600))
 	}
 	return in, nil
 }
@@ -432,12 +432,12 @@ func (e *env) startOutrigger(ctx context.Context, up upstreams) (*instance, erro
 			}
 		}
 	}
-	p, err := startProc(procSpec{name: "outrigger", path: e.outrigger, args: []string{"run", "-c", cfg}, dir: dir,
-		logPath: filepath.Join(dir, "outrigger.log"), stopSig: syscall.SIGTERM, stopWait: 10 * time.Second})
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: "outrigger", Path: e.outrigger, Args: []string{"run", "-c", cfg}, Dir: dir,
+		LogPath: filepath.Join(dir, "outrigger.log"), StopSignal: syscall.SIGTERM, Grace: 10 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	in.proc, in.pid = p, p.pid()
+	in.proc, in.pid = p, p.PID()
 	if up.redis != "" {
 		in.addr[bench.Redis] = redisListen
 		if err := waitServing(ctx, p, probesFor(map[string]string{bench.Redis: redisListen})); err != nil {
@@ -447,7 +447,7 @@ func (e *env) startOutrigger(ctx context.Context, up upstreams) (*instance, erro
 	}
 	if up.pg != "" {
 		if err := waitServing(ctx, p, probesFor(map[string]string{bench.Postgres: pgListen})); err != nil {
-			if p.exited() {
+			if p.Exited() {
 				return nil, err
 			}
 			in.pgNA = &bench.NA{Short: "did not start", Detail: "the postgres listener did not serve: " + oneLine(err.Error())}

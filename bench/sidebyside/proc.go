@@ -15,125 +15,6 @@ import (
 	"time"
 )
 
-// procSpec describes one long-running child: a contestant.
-type procSpec struct {
-	name     string
-	path     string
-	args     []string
-	dir      string
-	env      []string
-	cred     *syscall.Credential // run as this user; nil: as ourselves
-	logPath  string              // stdout and stderr
-	stopSig  syscall.Signal
-	stopWait time.Duration // before SIGKILL; 0: 5 s
-}
-
-// proc is a running child. It is in its own process group, and the kernel
-// kills it if the harness dies (Pdeathsig), so nothing outlives a crashed
-// or interrupted run.
-type proc struct {
-	spec    procSpec
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-
-	stopOnce sync.Once
-	stopErr  error
-}
-
-func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
-}
-
-// startProc starts spec with its output appended to spec.logPath.
-func startProc(spec procSpec) (*proc, error) {
-	logFile, err := os.OpenFile(spec.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(spec.path, spec.args...)
-	cmd.Dir = spec.dir
-	cmd.Env = append(os.Environ(), spec.env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr(spec.cred)
-	p := &proc{spec: spec, cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the thread that forked the child exits; keep
-		// this thread until the child is gone.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.name, err)
-	}
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends the stop signal, then SIGKILL to the child's process group
-// after the grace period. Safe to call more than once.
-func (p *proc) stop() error {
-	p.stopOnce.Do(func() {
-		pid := p.pid()
-		wait := p.spec.stopWait
-		if wait == 0 {
-			wait = 5 * time.Second
-		}
-		if !p.exited() {
-			_ = syscall.Kill(pid, p.spec.stopSig)
-			select {
-			case <-p.done:
-			case <-time.After(wait):
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				<-p.done
-				p.stopErr = fmt.Errorf("%s (pid %d) ignored %v for %v and was killed", p.spec.name, pid, p.spec.stopSig, wait)
-			}
-		}
-		// Stragglers of our own group (none expected).
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-	})
-	return p.stopErr
-}
-
-func (p *proc) logTail(n int) string { return fileTail(p.spec.logPath, n) }
-
-func fileTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "(log empty)"
-	}
-	return s
-}
-
 // toolResult is what a finished benchmark tool left.
 type toolResult struct {
 	stdout, stderr string
@@ -150,7 +31,7 @@ func runTool(ctx context.Context, timeout time.Duration, path string, args, env 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr(nil)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	var stdout bytes.Buffer
