@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,7 +162,7 @@ func (h *Handler) serverPool(ctx context.Context, key poolKey, creds upstreamCre
 	if err != nil {
 		return nil, err
 	}
-	sp := &serverPool{key: key, creds: creds, base: cloneMap(first.params), statusBySettings: map[uint64]map[string]string{}}
+	sp := &serverPool{key: key, creds: creds, base: maps.Clone(first.params), statusBySettings: map[uint64]map[string]string{}}
 	sp.m = h.m.pool(key)
 	pcfg := pool.Config{
 		Name:           key.database + "/" + key.user,
@@ -338,14 +339,6 @@ func (h *Handler) noteKnown(name string) {
 	if _, loaded := h.known.LoadOrStore(name, struct{}{}); !loaded {
 		h.knownCount.Add(1)
 	}
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // randomKey returns the BackendKeyData a client gets: Outrigger's own, so a

@@ -212,13 +212,15 @@ func (s *server) noteParameter(body []byte) {
 	s.params[string(name)] = string(val)
 }
 
+// errUnread is check's verdict on a server that sent something while idle.
+var errUnread = errors.New("pg: idle server connection has unread input")
+
 // check tells whether an idle connection is still usable: nothing may be
 // waiting to be read on it (an idle server sends nothing unless it is going
 // away: pg_terminate_backend, a shutdown) and it must not be closed. On a
 // plain socket it peeks without blocking; on TLS it waits a millisecond for
 // input.
 func (s *server) check(context.Context) error {
-	errUnread := errors.New("pg: idle server connection has unread input")
 	if s.fr.buffered() {
 		return errUnread
 	}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -192,7 +194,7 @@ func (s *session) login() error {
 	s.h.cancels.register(s)
 	var buf []byte
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
-	for _, k := range sortedKeys(status) {
+	for _, k := range slices.Sorted(maps.Keys(status)) {
 		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: status[k]}).Encode(buf)
 	}
 	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: be32(s.secret)}).Encode(buf)
@@ -234,10 +236,9 @@ func (sp *serverPool) clientStatus(ctx context.Context, st *settings) (map[strin
 		}
 		srv.settings = st
 	}
-	status := cloneMap(sp.base)
-	for k, v := range srv.params {
-		status[k] = v
-	}
+	status := make(map[string]string, len(sp.base)+len(srv.params))
+	maps.Copy(status, sp.base)
+	maps.Copy(status, srv.params)
 	lease.Release()
 	sp.mu.Lock()
 	if len(sp.statusBySettings) >= 64 {
@@ -713,19 +714,6 @@ func (s *session) finish(err error) {
 
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func be32(v uint32) []byte {
