@@ -298,6 +298,7 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		}
 		if done.stmt != nil {
 			s.failedStmts = append(s.failedStmts, done.stmt)
+			s.stmtsStale.Store(true)
 		}
 	}
 }
@@ -517,6 +518,7 @@ func (s *session) commitEffects(srv *server) {
 func (s *session) dropStatements(srv *server) {
 	if s.renames() {
 		s.dropStmts = true // the client goroutine owns the map
+		s.stmtsStale.Store(true)
 	}
 	srv.clearPrepared()
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -63,6 +64,9 @@ type session struct {
 	rolledBack bool
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
+	// stmtsStale says dropStmts or failedStmts has news, so the client
+	// goroutine takes the lock only then.
+	stmtsStale atomic.Bool
 	// failedStmts are client statements whose Parse failed or was skipped
 	// after an error (the relay finds them; the client goroutine owns the
 	// map).
@@ -292,20 +296,9 @@ func (s *session) handle(m msg) error {
 	}
 	switch m.Type {
 	case 'P', 'B', 'D', 'C':
-		s.mu.Lock()
-		if s.dropStmts {
-			clear(s.stmts)
-			s.anon = nil
-			s.dropStmts = false
+		if s.stmtsStale.CompareAndSwap(true, false) {
+			s.applyStmtChanges()
 		}
-		for _, cs := range s.failedStmts {
-			if s.stmts[cs.name] == cs {
-				delete(s.stmts, cs.name)
-			}
-		}
-		clear(s.failedStmts)
-		s.failedStmts = s.failedStmts[:0]
-		s.mu.Unlock()
 	}
 	switch m.Type {
 	case 'Q':
@@ -340,6 +333,25 @@ func quoteType(t byte) string {
 		return "'" + string(t) + "'"
 	}
 	return "0x" + string("0123456789abcdef"[t>>4]) + string("0123456789abcdef"[t&15])
+}
+
+// applyStmtChanges takes in what the relay found about the client's
+// statements (DISCARD ALL or DEALLOCATE ALL committed, Parses that failed).
+func (s *session) applyStmtChanges() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropStmts {
+		clear(s.stmts)
+		s.anon = nil
+		s.dropStmts = false
+	}
+	for _, cs := range s.failedStmts {
+		if s.stmts[cs.name] == cs {
+			delete(s.stmts, cs.name)
+		}
+	}
+	clear(s.failedStmts)
+	s.failedStmts = s.failedStmts[:0]
 }
 
 // lockServer returns the attached server with mu held, attaching one from
