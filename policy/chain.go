@@ -25,6 +25,9 @@ type Request struct {
 	SQL *classify.Result
 	// Redis is the command, for Protocol Redis.
 	Redis RedisCommand
+	// Authorize asks for the rules' verdict alone (Session.AuthorizePostgres):
+	// rate limits pass it by, and an allow is not counted.
+	Authorize bool
 }
 
 // Handler answers a Request. The handlers of an Engine are built once, by
@@ -73,7 +76,9 @@ func endOfChain(_ context.Context, req Request) Decision {
 func countDecisions(next Handler) Handler {
 	return func(ctx context.Context, req Request) Decision {
 		d := next(ctx, req)
-		req.Session.count(d)
+		if !req.Authorize || d.Action != Allow || d.Audit {
+			req.Session.count(d)
+		}
 		return d
 	}
 }
@@ -91,7 +96,7 @@ func alwaysAllowed(next Handler) Handler {
 func (e *Engine) rateLimits(next Handler) Handler {
 	return func(ctx context.Context, req Request) Decision {
 		s := req.Session
-		if len(s.limits) == 0 {
+		if len(s.limits) == 0 || req.Authorize {
 			return next(ctx, req)
 		}
 		refused, by, delay := take(s.limits, e.clock.Now())

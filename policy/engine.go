@@ -203,6 +203,16 @@ func (s *Session) CheckPostgres(ctx context.Context, st *classify.Result) Decisi
 	return s.eng.handler(ctx, Request{Protocol: Postgres, Session: s, SQL: st})
 }
 
+// AuthorizePostgres decides on a statement that is prepared, not run: a
+// Parse, or the statement an SQL EXECUTE runs (whose EXECUTE is checked
+// itself). Only the rules decide; no rate-limit token is spent (each run
+// of the statement is checked with CheckPostgres and spends one), and only
+// a refusal or an audit is counted, so that the decision metric counts
+// each statement run once.
+func (s *Session) AuthorizePostgres(ctx context.Context, st *classify.Result) Decision {
+	return s.eng.handler(ctx, Request{Protocol: Postgres, Session: s, SQL: st, Authorize: true})
+}
+
 // CheckRedis decides on one Redis command (also one queued inside MULTI).
 // It does not allocate when it allows without a delay.
 func (s *Session) CheckRedis(ctx context.Context, cmd RedisCommand) Decision {

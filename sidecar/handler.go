@@ -7,6 +7,7 @@ import (
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/policy"
 )
 
 // Handler serves the connections of one listener under one config version.
@@ -45,6 +46,11 @@ type Env struct {
 	RequestReload func()
 	// Version is the build's version ("" if unknown).
 	Version string
+	// Policy is the live policy engine of the process (nil in tests that
+	// build handlers directly: no policy). It is the same across reloads
+	// and holds the engine of the live version: a frontend loads it before
+	// each check.
+	Policy *policy.Live
 }
 
 // Builder makes a Handler from one listener section: a *config.TCP,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/policy"
 )
 
 // ErrDraining is returned by Apply once Shutdown has begun.
@@ -44,7 +45,12 @@ type Server struct {
 	listeners map[string]*Listener // by listen address as configured
 	profiles  map[string]*profileRef
 	admin     *adminServer
-	retiring  sync.WaitGroup
+	// policy is the live policy engine, shared by every handler of every
+	// config version; policyHash is the hash of the policy section it was
+	// compiled from.
+	policy     policy.Live
+	policyHash string
+	retiring   sync.WaitGroup
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -160,6 +166,16 @@ func (s *Server) Apply(cfg *config.Config) error {
 		created  []*TLSProfile
 		steps    []*step
 	)
+	// The policy first: a new engine is compiled only when the section
+	// changed (an unchanged one keeps its rate-limit buckets as they are),
+	// and it goes live with the rest of the version.
+	eng, policyHash := s.policy.Load(), config.Hash(cfg.Policy)
+	if eng == nil || policyHash != s.policyHash {
+		var err error
+		if eng, err = policy.Compile(cfg.Policy, policy.WithMetrics(s.m), policy.WithPrevious(eng)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	names := make([]string, 0, len(cfg.TLS))
 	for name := range cfg.TLS {
 		names = append(names, name)
@@ -209,6 +225,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 			Name: lr.Name, Kind: lr.Kind, Logger: log, Metrics: s.m,
 			ServerTLS: prof, Dialer: s.opts.Dialer, Config: cfg,
 			RequestReload: s.RequestReload, Version: s.opts.Version,
+			Policy: &s.policy,
 		}, lr.Section)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", lr.Path, err))
@@ -309,6 +326,8 @@ func (s *Server) Apply(cfg *config.Config) error {
 	}
 	s.listeners = next
 	s.profiles = profiles
+	s.policy.Store(eng)
+	s.policyHash = policyHash
 	s.cfg.Store(cfg)
 	s.m.ConfigHash.Reset()
 	s.m.ConfigHash.WithLabelValues(config.Hash(cfg)).Set(1)
