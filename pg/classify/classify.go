@@ -73,6 +73,15 @@ type Statement struct {
 	// TxEnd is true for COMMIT, END, ROLLBACK, ABORT and PREPARE TRANSACTION
 	// (not savepoint commands, not ROLLBACK TO, not COMMIT/ROLLBACK PREPARED).
 	TxEnd bool
+	// Prepares is the name a top-level PREPARE gives its statement, ""
+	// for any other statement. The statement's Kinds, Tables and Functions
+	// include those of the query it prepares.
+	Prepares string
+	// Executes are the names of the SQL-level prepared statements the
+	// statement runs: EXECUTE's, also under EXPLAIN ANALYZE and in CREATE
+	// TABLE AS ... EXECUTE. What they run is known only from their PREPARE,
+	// so a policy checks that too.
+	Executes []string
 }
 
 // Classify parses sql with the Postgres parser and classifies each statement

@@ -43,6 +43,8 @@ type walker struct {
 	definite []*pg.FuncCall
 
 	txBegin, txEnd bool
+	prepares       string
+	executes       []string
 
 	// trace, in tests, sees every visited message.
 	trace func(any)
@@ -66,6 +68,8 @@ func classifyStmt(n *pg.Node, version int32) Statement {
 		Effects:   w.effects,
 		TxBegin:   w.txBegin,
 		TxEnd:     w.txEnd,
+		Prepares:  w.prepares,
+		Executes:  w.executes,
 	}
 }
 
@@ -256,6 +260,13 @@ func (w *walker) visit(m any) {
 		w.addKind(KindPrepare)
 		if m == w.top {
 			w.pin(PinPrepare)
+			w.prepares = n.Name
+		}
+		w.children(n)
+	case *pg.ExecuteStmt:
+		if w.defOnly == 0 {
+			w.addKind(KindExecute)
+			w.executes = append(w.executes, n.Name)
 		}
 		w.children(n)
 	case *pg.DiscardStmt:
