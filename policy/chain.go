@@ -43,6 +43,7 @@ type Plugin func(next Handler) Handler
 // says in which order the checks run:
 //
 //  1. countDecisions (with WithMetrics): counts what the rest decided;
+//     logDecisions (with WithLogger): logs refusals and audits, sampled;
 //  2. alwaysAllowed: transaction control and the Redis commands that every
 //     session may run, exempt from the rest (a ROLLBACK must never be
 //     rate-limited);
@@ -54,6 +55,9 @@ func (e *Engine) links() []Plugin {
 	var ls []Plugin
 	if e.counters != nil {
 		ls = append(ls, countDecisions)
+	}
+	if e.dlog != nil {
+		ls = append(ls, e.logDecisions)
 	}
 	return append(ls, alwaysAllowed, e.rateLimits, governingRule, defaultRule(e.defaultAllow))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -28,6 +29,7 @@ type Engine struct {
 	defaultAllow bool
 	clock        Clock
 	counters     *counterCache
+	dlog         *decisionLog
 	handler      Handler
 }
 
@@ -48,11 +50,18 @@ type options struct {
 	clock      Clock
 	prev       *Engine
 	maxBuckets int
+	logger     *slog.Logger
 }
 
 // WithMetrics counts every decision in m.PolicyDecisions
 // (outrigger_policy_decisions_total).
 func WithMetrics(m *metrics.Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithLogger writes a line for every refusal and audit decision to l,
+// at most 10 a second (a flood is summarised: the next line says how many
+// were left out). The lines name the principal, rule, outcome and
+// statement kinds or command, never query text, parameters or keys.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithClock sets the clock of the rate limits (the default is time.Now).
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
@@ -90,6 +99,7 @@ func Compile(cfg config.Policy, opts ...Option) (*Engine, error) {
 		defaultAllow: cfg.Default == "allow",
 		clock:        o.clock,
 		counters:     newCounterCache(o.metrics),
+		dlog:         newDecisionLog(o.logger),
 	}
 	var errs []error
 	for i, rc := range cfg.Rules {

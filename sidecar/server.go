@@ -172,7 +172,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 	eng, policyHash := s.policy.Load(), config.Hash(cfg.Policy)
 	if eng == nil || policyHash != s.policyHash {
 		var err error
-		if eng, err = policy.Compile(cfg.Policy, policy.WithMetrics(s.m), policy.WithPrevious(eng)); err != nil {
+		if eng, err = policy.Compile(cfg.Policy, policy.WithMetrics(s.m), policy.WithLogger(s.log.With("component", "policy")), policy.WithPrevious(eng)); err != nil {
 			errs = append(errs, err)
 		}
 	}
