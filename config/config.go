@@ -16,6 +16,11 @@ type Config struct {
 	TCP      []TCP                 `koanf:"tcp" json:"tcp,omitempty"`
 	HTTP     []HTTP                `koanf:"http" json:"http,omitempty"`
 	Policy   Policy                `koanf:"policy" json:"policy"`
+	// AccessLog is the per-request access log of the postgres and redis
+	// listeners.
+	AccessLog AccessLog `koanf:"access_log" json:"access_log"`
+	// Tracing exports OpenTelemetry spans; off unless an endpoint is set.
+	Tracing Tracing `koanf:"tracing" json:"tracing"`
 
 	// Path is the file the config was loaded from ("" when built in code).
 	Path string `koanf:"-" json:"-"`
@@ -47,6 +52,34 @@ type Reload struct {
 	Watch bool `koanf:"watch" json:"watch" default:"true"`
 	// Debounce waits for a burst of file events to settle before reloading.
 	Debounce time.Duration `koanf:"debounce" json:"debounce" default:"200ms"`
+}
+
+// AccessLog is the access log: one JSON line per Postgres round trip or
+// Redis command, for a sample of them and for every slow or failed one.
+// Parameter values and Redis values are never logged; SQL text is logged
+// with its literals replaced by placeholders.
+type AccessLog struct {
+	Enabled bool `koanf:"enabled" json:"enabled" default:"false"`
+	// Output is stderr | stdout | a file path (appended to, created 0600).
+	Output string `koanf:"output" json:"output" default:"stderr"`
+	// SampleRate is the share (0 to 1) of successful, fast requests logged.
+	SampleRate float64 `koanf:"sample_rate" json:"sample_rate" default:"0.01"`
+	// SlowThreshold: every request that took at least this long is logged.
+	SlowThreshold time.Duration `koanf:"slow_threshold" json:"slow_threshold" default:"1s"`
+	// MaxStatementLength truncates logged statements to this many bytes.
+	MaxStatementLength int `koanf:"max_statement_length" json:"max_statement_length" default:"2048"`
+}
+
+// Tracing exports OpenTelemetry spans over OTLP/HTTP (protobuf).
+type Tracing struct {
+	// Endpoint is the OTLP/HTTP traces URL of a collector
+	// (http://127.0.0.1:4318/v1/traces); "" turns tracing off.
+	Endpoint string `koanf:"endpoint" json:"endpoint,omitempty"`
+	// SampleRatio is the share (0 to 1) of new traces sampled; a request
+	// whose client sent a sampled trace context is always traced.
+	SampleRatio float64 `koanf:"sample_ratio" json:"sample_ratio" default:"0.01"`
+	// ServiceName is the service.name resource attribute of the spans.
+	ServiceName string `koanf:"service_name" json:"service_name" default:"outrigger"`
 }
 
 // TLSProfile is a named server-side TLS setup that listeners refer to by name.

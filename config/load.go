@@ -379,6 +379,9 @@ func (c *Config) resolve(base string, environ []string) []error {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	if o := c.AccessLog.Output; o != "stderr" && o != "stdout" {
+		rel(&c.AccessLog.Output)
+	}
 	for name, p := range c.TLS {
 		rel(&p.Cert)
 		rel(&p.Key)

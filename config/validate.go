@@ -6,8 +6,10 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,7 +194,50 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.policy(c)
+	v.observability(c)
 	return errors.Join(v.errs...)
+}
+
+// observability checks the access_log and tracing sections.
+func (v *validator) observability(c *Config) {
+	a := c.AccessLog
+	if strings.TrimSpace(a.Output) == "" {
+		v.add("access_log.output", "required: stderr, stdout or a file path")
+	} else if a.Output != "stderr" && a.Output != "stdout" {
+		if fi, err := os.Stat(filepath.Dir(a.Output)); err != nil {
+			v.add("access_log.output", "%v", err)
+		} else if !fi.IsDir() {
+			v.add("access_log.output", "%s is not a directory", filepath.Dir(a.Output))
+		}
+	}
+	v.ratio("access_log.sample_rate", a.SampleRate)
+	v.nonNegative("access_log.slow_threshold", a.SlowThreshold)
+	if a.MaxStatementLength < 16 {
+		v.add("access_log.max_statement_length", "must be >= 16")
+	}
+	t := c.Tracing
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		switch {
+		case err != nil:
+			v.add("tracing.endpoint", "%v", err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			v.add("tracing.endpoint", "%q: want an http:// or https:// URL (OTLP/HTTP)", t.Endpoint)
+		case u.Host == "":
+			v.add("tracing.endpoint", "%q: no host", t.Endpoint)
+		}
+	}
+	v.ratio("tracing.sample_ratio", t.SampleRatio)
+	if t.ServiceName == "" {
+		v.add("tracing.service_name", "required")
+	}
+}
+
+// ratio checks a share between 0 and 1.
+func (v *validator) ratio(key string, r float64) {
+	if !(r >= 0 && r <= 1) {
+		v.add(key, "must be between 0 and 1")
+	}
 }
 
 type validator struct{ errs []error }
