@@ -22,6 +22,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	BuildInfo *prometheus.GaugeVec
+	// Up is always 1 while the process runs.
+	Up prometheus.Gauge
 
 	// Listener connections, labelled by listener name and kind.
 	ConnAccepted *prometheus.CounterVec
@@ -60,7 +62,10 @@ type Metrics struct {
 
 	// Redis frontend, labelled by listener; command names come from the
 	// command table ("unknown" for the rest).
-	RedisCommands        *prometheus.CounterVec
+	RedisCommands *prometheus.CounterVec
+	// RedisCommandResults counts commands by outcome (see Outcome) and
+	// error_class (RedisErrorClass); RedisRecorder updates it.
+	RedisCommandResults  *prometheus.CounterVec
 	RedisCommandDuration *prometheus.HistogramVec
 	RedisClients         *prometheus.GaugeVec
 	RedisPins            *prometheus.CounterVec
@@ -68,7 +73,10 @@ type Metrics struct {
 
 	// Postgres frontend, labelled by listener and pool (database/user of a
 	// pool whose credentials a server accepted; at most 256 per listener).
-	PGQueries             *prometheus.CounterVec
+	PGQueries *prometheus.CounterVec
+	// PGQueryResults counts round trips by outcome (see Outcome) and
+	// error_class (SQLStateClass); PGPoolRecorder updates it.
+	PGQueryResults        *prometheus.CounterVec
 	PGQueryDuration       *prometheus.HistogramVec
 	PGTransactions        *prometheus.CounterVec
 	PGTransactionDuration *prometheus.HistogramVec
@@ -103,6 +111,7 @@ func New(info BuildInfo) *Metrics {
 		Registry: reg,
 		BuildInfo: f.gaugeVec("", "build_info",
 			"Always 1; the labels say which build is running.", "version", "commit", "go_version"),
+		Up: f.gauge("", "up", "Always 1 while the process runs."),
 
 		ConnAccepted: f.counterVec("listener", "connections_accepted_total",
 			"Client connections accepted.", listener...),
@@ -160,6 +169,9 @@ func New(info BuildInfo) *Metrics {
 		RedisCommands: f.counterVec("redis", "commands_total",
 			"Redis commands answered, by command and outcome: ok, error (the server's error reply), proxy_error (refused by the proxy, upstream unavailable, timeout).",
 			"listener", "command", "outcome"),
+		RedisCommandResults: f.counterVec("redis", "command_results_total",
+			"Redis commands answered, by command, outcome (ok, error, proxy_error, denied, rate_limited, timeout) and error_class (the error reply's code from a fixed list, other, or none).",
+			"listener", "command", "outcome", "error_class"),
 		RedisCommandDuration: f.histogramVec("redis", "command_duration_seconds",
 			"Time from reading a command to its reply being ready, by command.", LatencyBuckets, "listener", "command"),
 		RedisClients: f.gaugeVec("redis", "clients",
@@ -174,6 +186,9 @@ func New(info BuildInfo) *Metrics {
 		PGQueries: f.counterVec("pg", "queries_total",
 			"Query round trips (a simple Query, or an extended-protocol batch up to Sync) by pool and outcome: ok, error (the server's ErrorResponse), proxy_error (refused by Outrigger).",
 			"listener", "pool", "outcome"),
+		PGQueryResults: f.counterVec("pg", "query_results_total",
+			"Query round trips by pool, outcome (ok, error, proxy_error, denied, rate_limited, timeout) and error_class (the SQLSTATE class of the error the client got, other, or none).",
+			"listener", "pool", "outcome", "error_class"),
 		PGQueryDuration: f.histogramVec("pg", "query_duration_seconds",
 			"Time from a client's Query or Sync being read to its ReadyForQuery being sent, by pool.", LatencyBuckets, "listener", "pool"),
 		PGTransactions: f.counterVec("pg", "transactions_total",
@@ -207,6 +222,7 @@ func New(info BuildInfo) *Metrics {
 	reg.MustRegister(m.Pools)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(info.Version, info.Commit, runtime.Version()).Set(1)
+	m.Up.Set(1)
 	return m
 }
 
@@ -251,8 +267,8 @@ func (m *Metrics) ForgetListener(name string) {
 		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
-		m.RedisCommands, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
-		m.PGQueries, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
+		m.RedisCommands, m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
+		m.PGQueries, m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
 		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
 		m.PolicyDecisions,
 	} {
