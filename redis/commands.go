@@ -41,6 +41,9 @@ type Command struct {
 	// keys finds the keys of a command whose key specs cannot (SORT STORE,
 	// MIGRATE KEYS); see keys.go.
 	keys keysFunc
+	// catNames are Categories' names ("@read"), made once at init and
+	// shared by every policy check of the command (see PolicyCommand).
+	catNames []string
 }
 
 // KeySpec is a Redis 7 key specification: where to start looking for keys
@@ -165,6 +168,9 @@ func Commands() []*Command {
 }
 
 func init() {
+	for _, c := range commandTable {
+		setCategoryNames(c)
+	}
 	for name, f := range keyProcs {
 		if c := commandTable[name]; c != nil {
 			c.keys = f

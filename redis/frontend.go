@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/policy"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -26,6 +27,9 @@ type Handler struct {
 	refused map[*Command]bool
 	m       *handlerMetrics
 	nextID  atomic.Int64
+	// decisions is the listener's sampled log of policy refusals and
+	// audits.
+	decisions *decisionLog
 
 	probeMu sync.Mutex // serialises proving new connection states (enter)
 	mu      sync.Mutex
@@ -57,9 +61,10 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	}
 	h := &Handler{
 		env: env, cfg: cfg, up: up, refused: refused,
-		m:      newHandlerMetrics(env),
-		lanes:  map[poolKey]*lanes{},
-		pinned: map[poolKey]*pool.Pool[*lane]{},
+		m:         newHandlerMetrics(env),
+		decisions: newDecisionLog(env.Logger, env.Name),
+		lanes:     map[poolKey]*lanes{},
+		pinned:    map[poolKey]*pool.Pool[*lane]{},
 	}
 	return h, nil
 }
@@ -67,14 +72,23 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 // ServeConn runs one client session.
 func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 	client := c.Counting()
+	identity := ""
 	if h.env.ServerTLS != nil {
-		tc, _, ok := h.env.AcceptTLS(ctx, c, nil)
+		tc, principal, ok := h.env.AcceptTLS(ctx, c, nil)
 		if !ok {
 			return
 		}
-		client = tc
+		client, identity = tc, principal
 	}
-	h.newSession(ctx, c, client).run()
+	h.newSession(ctx, c, client, identity).run()
+}
+
+// policyLog writes a refusal or an audit to the decision log; plain
+// allows (delayed ones included) are not logged.
+func (h *Handler) policyLog(p *policy.Principal, c *Command, d *policy.Decision) {
+	if d.Action != policy.Allow || d.Audit {
+		h.decisions.record(p, c, d)
+	}
 }
 
 // initialKey is the connection state a new client starts in: RESP2,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/outrigger/outrigger/policy"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -66,9 +67,19 @@ type session struct {
 	dirty     bool // the pinned connection's state changed: close it after
 	// pendingKey is the state SELECT or AUTH queued inside MULTI will give
 	// the client if the transaction runs; execSlot is that EXEC.
-	pendingKey  *poolKey
+	pendingKey *poolKey
+	// pendingUser is the user AUTH queued inside MULTI will make the
+	// client's policy principal if the transaction runs (with pendingKey).
+	pendingUser *string
 	execSlot    *slot
 	passthrough bool
+
+	// pol is the session's policy state; multiRefused is set when the
+	// policy refused a command queued in the open MULTI, so that its EXEC
+	// discards the transaction and answers EXECABORT, as Redis does when
+	// an ACL check fails while queueing.
+	pol          policyState
+	multiRefused bool
 
 	// out holds the slots of the commands read since the last drain, in
 	// order; drain writes their replies.
@@ -80,7 +91,9 @@ type session struct {
 	w    *bufio.Writer
 }
 
-func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Conn) *session {
+// newSession makes the session of client; identity is its mTLS identity
+// ("" without a verified client certificate).
+func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Conn, identity string) *session {
 	s := &session{
 		h: h, c: c, client: client, ctx: ctx,
 		id:   h.nextID.Add(1),
@@ -88,6 +101,12 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 		out:  make([]*slot, 0, 64),
 		wake: make(chan struct{}, 1),
 		in:   peekConn{Conn: client},
+	}
+	s.pol.principal = policy.Principal{
+		Identity: identity,
+		User:     defaultUser,
+		Listener: h.env.Name,
+		Source:   sourceAddr(c.RemoteAddr()),
 	}
 	s.laneIdx = h.shared(s.key).assign()
 	return s
@@ -193,10 +212,17 @@ func (s *session) drain() {
 			s.wmu.Lock()
 		}
 		outcome := outcomeOK
-		if sl.err != nil {
+		switch {
+		case sl.replace != "":
+			// EXEC of a transaction the policy aborted: the DISCARD sent
+			// in its place has run (or the connection failed, which
+			// discards it too).
+			outcome = outcomeError
+			s.w.Write(redcon.AppendError(nil, sl.replace))
+		case sl.err != nil:
 			outcome = outcomeProxyError
 			s.w.Write(redcon.AppendError(nil, errorLine(sl.err)))
-		} else {
+		default:
 			if len(sl.buf) > 0 && (sl.buf[0] == '-' || sl.buf[0] == '!') {
 				outcome = outcomeError
 			}
@@ -210,8 +236,11 @@ func (s *session) drain() {
 			// transaction (not EXECABORT, not a WATCH abort).
 			if b := sl.buf; len(b) > 1 && b[0] == '*' && b[1] != '-' {
 				s.switchKey(*s.pendingKey)
+				if s.pendingUser != nil {
+					s.pol.setUser(*s.pendingUser)
+				}
 			}
-			s.pendingKey, s.execSlot = nil, nil
+			s.pendingKey, s.pendingUser, s.execSlot = nil, nil, nil
 		}
 		if sl == s.releaseOn {
 			s.releaseOn = nil
@@ -256,7 +285,7 @@ func (s *session) newSlot(cmd *Command) *slot {
 		sl = s.free[n-1]
 		s.free = s.free[:n-1]
 		sl.ready.Store(false)
-		sl.buf, sl.err, sl.blocking, sl.internal = sl.buf[:0], nil, false, false
+		sl.buf, sl.err, sl.blocking, sl.internal, sl.replace = sl.buf[:0], nil, false, false, ""
 	} else {
 		sl = &slot{wake: s.wake}
 	}
@@ -427,6 +456,11 @@ func (s *session) dispatch(cmd Cmd) bool {
 		s.enqueue(sl)
 		return true
 	}
+	if d, enforced := s.pol.check(s.ctx, s.h.env.Policy, c, cmd.Args); enforced {
+		if !s.applyDecision(c, &d, sl) {
+			return s.ctx.Err() == nil
+		}
+	}
 	name := ""
 	if c != nil {
 		name = c.Name
@@ -484,6 +518,10 @@ func (s *session) dispatch(cmd Cmd) bool {
 		}
 		s.watching = true
 	case "exec", "discard":
+		if s.pinned != nil && s.multiRefused {
+			s.abortTransaction(name, sl)
+			return true
+		}
 		if s.pinned != nil {
 			// EXEC and DISCARD end the transaction and unwatch all keys,
 			// whatever their answer: the connection is clean after.
@@ -575,7 +613,8 @@ func (s *session) unpin(abandon bool) {
 	}
 	s.pinned, s.pinReason = nil, ""
 	s.inMulti, s.watching, s.dirty, s.releaseOn = false, false, false, nil
-	s.pendingKey, s.execSlot = nil, nil
+	s.pendingKey, s.pendingUser, s.execSlot = nil, nil, nil
+	s.multiRefused = false
 }
 
 // startPassthrough moves the session into passthrough for the rest of its
@@ -622,15 +661,81 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 
 func (s *session) passthroughCommand(cmd Cmd) bool {
 	l := s.pinned.Conn()
-	if c := Lookup(cmd.Args); c != nil && s.h.refused[c] {
-		s.wmu.Lock()
-		s.w.Write(redcon.AppendError(nil, errorLine(refusedError(c))))
-		s.w.Flush()
-		s.wmu.Unlock()
+	c := Lookup(cmd.Args)
+	if c != nil && s.h.refused[c] {
+		s.writeNow(errorLine(refusedError(c)))
 		return true
+	}
+	if d, enforced := s.pol.check(s.ctx, s.h.env.Policy, c, cmd.Args); enforced {
+		s.h.policyLog(&s.pol.principal, c, &d)
+		if d.Action != policy.Allow {
+			// Frames flow as the server sends them here, so the refusal
+			// goes out at once, as the refusal of a refused command does.
+			s.writeNow(d.RedisError())
+			return true
+		}
+		if d.Delay > 0 && !sleepCtx(s.ctx, d.Delay) {
+			return false
+		}
 	}
 	l.send(cmd.Raw, nil)
 	return l.alive()
+}
+
+// writeNow writes an error line to a client in passthrough.
+func (s *session) writeNow(line string) {
+	s.wmu.Lock()
+	s.w.Write(redcon.AppendError(nil, line))
+	s.w.Flush()
+	s.wmu.Unlock()
+}
+
+// applyDecision carries out the policy's decision on the command in sl
+// (c is its table entry). A refusal answers sl in its place in the reply
+// stream (and inside MULTI dooms the transaction) and returns false, as
+// does a client that leaves during a delay; an allowed command returns
+// true, after its delay: the commands already sent go upstream first, and
+// this session's goroutine waits alone, so the clients that share its
+// upstream connection are not held up.
+func (s *session) applyDecision(c *Command, d *policy.Decision, sl *slot) bool {
+	s.h.policyLog(&s.pol.principal, c, d)
+	if d.Action != policy.Allow {
+		sl.error(d.RedisError())
+		if s.inMulti {
+			s.multiRefused = true
+		}
+		s.enqueue(sl)
+		return false
+	}
+	if d.Delay > 0 {
+		s.flush()
+		s.drain()
+		if !sleepCtx(s.ctx, d.Delay) {
+			s.releaseSlot(sl)
+			return false
+		}
+	}
+	return true
+}
+
+// execAbort is Redis's answer to EXEC when a command failed to queue.
+const execAbort = "EXECABORT Transaction discarded because of previous errors."
+
+// discardCommand is sent in place of the EXEC of a transaction that the
+// policy doomed: the queued commands never run, and the connection is
+// clean after.
+var discardCommand = []byte("*1\r\n$7\r\nDISCARD\r\n")
+
+// abortTransaction ends a MULTI in which the policy refused a command:
+// DISCARD goes upstream either way; EXEC is answered EXECABORT, DISCARD
+// with the server's +OK.
+func (s *session) abortTransaction(name string, sl *slot) {
+	if name == "exec" {
+		sl.replace = execAbort
+	}
+	s.pendingKey, s.pendingUser = nil, nil
+	s.inMulti, s.watching, s.multiRefused = false, false, false
+	s.sendReleasing(s.pinned.Conn(), discardCommand, sl)
 }
 
 // selectDB moves the client to the pool of another database.
@@ -702,11 +807,13 @@ func (s *session) moveTo(key poolKey, sl *slot, ok func([]byte) []byte) bool {
 // auth changes the upstream user: AUTH password, or AUTH user password.
 func (s *session) auth(args [][]byte, sl *slot) bool {
 	key := s.key
+	user := defaultUser // the name the client authenticates with
 	switch len(args) {
 	case 2:
 		key.user, key.password = "", string(args[1])
 	case 3:
 		key.user, key.password = string(args[1]), string(args[2])
+		user = key.user
 	default:
 		sl.error("ERR wrong number of arguments for 'auth' command")
 		return false
@@ -719,15 +826,25 @@ func (s *session) auth(args [][]byte, sl *slot) bool {
 		s.dirty = true
 		key.db = s.keyAfterPinned().db
 		s.pinnedKeyChange(key)
+		if s.inMulti {
+			s.pendingUser = &user
+		} else {
+			s.pol.setUser(user)
+		}
 		s.authed = true
 		s.send(s.pinned.Conn(), appendAuth(key), sl)
 		return true
 	}
 	if s.moveTo(key, sl, redcon.AppendOK) {
 		s.authed = true
+		s.pol.setUser(user)
 	}
 	return false
 }
+
+// defaultUser is the user Redis names a client that has not authenticated
+// (or authenticated with a password alone).
+const defaultUser = "default"
 
 // authFree says which commands a client may send before it authenticates
 // when auth.required is set.
@@ -759,6 +876,7 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 	key := s.key
 	name := s.name
 	authed := false
+	user := "" // the name HELLO AUTH authenticates with
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
@@ -774,6 +892,7 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 			switch {
 			case equalFold(args[i], "auth") && i+2 < len(args):
 				key.user, key.password = string(args[i+1]), string(args[i+2])
+				user = key.user
 				if !s.h.mapUser(&key) {
 					sl.error(wrongPass)
 					return false
@@ -807,6 +926,9 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 	if ok {
 		s.name = name
 		s.authed = s.authed || authed
+		if authed {
+			s.pol.setUser(user)
+		}
 	}
 	return false
 }
@@ -900,6 +1022,7 @@ func (s *session) reset(sl *slot) bool {
 	s.settle()
 	s.unpin(true)
 	s.key, s.authed = s.h.initialKey(), false
+	s.pol.setUser(defaultUser)
 	s.laneIdx, s.shared = s.h.shared(s.key).assign(), nil
 	s.cur, s.name, s.libName, s.libVer = nil, "", "", ""
 	sl.answer(func(b []byte) []byte { return redcon.AppendString(b, "RESET") })

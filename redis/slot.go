@@ -27,6 +27,9 @@ type slot struct {
 	blocking bool
 	// internal slots (a protocol error) are not commands and are not counted.
 	internal bool
+	// replace, when set, is the error line written instead of the reply:
+	// the EXEC of a transaction the policy aborted, sent as DISCARD.
+	replace string
 }
 
 // isDone reports whether the slot is answered.
