@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
+
+	"github.com/outrigger/outrigger/pg/classify"
 )
 
 // In transaction and statement mode a client's prepared statements must
@@ -32,7 +34,20 @@ func (s *session) onParse(m msg) error {
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Parse message"}
 	}
-	effects, cerr := s.inspect(query)
+	var res *classify.Result
+	if pol := s.policy(); pol != nil {
+		res = s.h.classes.Classify(string(query))
+		if e := pol.check(s.ctx, res, false); e != nil {
+			if len(name) == 0 {
+				s.anon = nil // a failed Parse leaves no unnamed statement
+			}
+			return s.refuse(e, false)
+		}
+		if !s.renames() || len(name) == 0 || s.stmts[string(name)] == nil {
+			pol.remember(string(name), res) // not for a duplicate name, which fails
+		}
+	}
+	effects, cerr := s.inspect(query, res)
 	if cerr != nil {
 		return s.localError(cerr, false)
 	}
@@ -153,6 +168,9 @@ func (s *session) onBind(m msg) error {
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Bind message"}
 	}
+	if s.pol != nil {
+		s.pol.bind(portal, name)
+	}
 	s.mu.Lock()
 	s.open = true
 	s.mu.Unlock()
@@ -220,6 +238,11 @@ func (s *session) onExecute(m msg) error {
 	if !ok {
 		return &ProtocolError{Msg: "malformed Execute message"}
 	}
+	if pol := s.policy(); pol != nil {
+		if e := pol.check(s.ctx, pol.portals[string(portal)], true); e != nil {
+			return s.refuse(e, false)
+		}
+	}
 	it := item{kind: itExecute}
 	s.mu.Lock()
 	s.open = true
@@ -233,6 +256,15 @@ func (s *session) onExecute(m msg) error {
 func (s *session) onClose(m msg) error {
 	if len(m.Body) < 2 {
 		return &ProtocolError{Msg: "malformed Close message"}
+	}
+	if s.pol != nil {
+		if name, _, ok := cstring(m.Body[1:]); ok {
+			if m.Body[0] == 'S' {
+				delete(s.pol.stmts, string(name))
+			} else {
+				delete(s.pol.portals, string(name))
+			}
+		}
 	}
 	s.mu.Lock()
 	s.open = true

@@ -39,6 +39,10 @@ const (
 	// the server already has, a Close of a shared statement, a Sync with
 	// no server): Outrigger answers in its place, in order.
 	actSynth
+	// actRefuse: Outrigger's statement in place of one the policy refused
+	// (see refuse): a success reply is dropped, and the error it fails
+	// with is replaced by the refusal (errMsg).
+	actRefuse
 )
 
 // item is one expected reply, in the order the server (or Outrigger)
@@ -56,7 +60,7 @@ type item struct {
 	effects []classify.Effect
 	failed  bool
 	start   time.Time
-	errMsg  *Error // an actSynth error reply
+	errMsg  *Error // an actSynth error reply, or an actRefuse refusal
 }
 
 // queue is a FIFO of items; it reuses its backing array.

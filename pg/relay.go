@@ -172,14 +172,16 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 		if done.server != "" {
 			s.h.noteKnown(done.server)
 		}
-		if done.act == actDrop {
+		if done.act == actDrop || done.act == actRefuse {
 			return false
 		}
 	case '2':
 		if it == nil || it.kind != itBind {
 			return true
 		}
-		s.q.pop()
+		if s.q.pop().act == actRefuse {
+			return false
+		}
 	case '3':
 		if it == nil || it.kind != itClose {
 			return true
@@ -191,6 +193,14 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 		switch {
 		case it == nil:
 			return true
+		case it.act == actRefuse:
+			// The refusal statement cannot succeed; if it did, the
+			// client still gets its refusal.
+			if it.kind == itExecute {
+				s.q.pop()
+			}
+			s.writeClient(appendError(nil, it.errMsg))
+			return false
 		case it.kind == itExecute:
 			done := s.q.pop()
 			s.txEffects = append(s.txEffects, done.effects...)
@@ -276,7 +286,11 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		_ = s.conn.Close()
 		return true
 	}
-	s.writeClient(m.Raw)
+	if it.act == actRefuse {
+		s.writeClient(appendError(nil, it.errMsg))
+	} else {
+		s.writeClient(m.Raw)
+	}
 	s.copying = false
 	it.failed = true
 	switch it.kind {

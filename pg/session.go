@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/outrigger/outrigger/pg/classify"
+	"github.com/outrigger/outrigger/policy"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -43,6 +44,10 @@ type session struct {
 	counted bool // counted in Handler.clients
 	pid     uint32
 	secret  uint32
+	// principal is who the client is for the policy; pol what the policy
+	// keeps of the session (nil while the live engine enforces nothing).
+	principal policy.Principal
+	pol       *sessionPolicy
 
 	mu         sync.Mutex
 	w          *bufio.Writer
@@ -164,6 +169,7 @@ func (s *session) login() error {
 	if err != nil {
 		return err
 	}
+	s.principal = principalOf(s.h.env.Name, res.principal, s.user, s.db, s.sc.RemoteAddr())
 	if s.db == adminDatabase {
 		if !s.h.isAdmin(s.user) {
 			return fatalf(codeInvalidAuthorization, "user %q is not an admin user of this listener (postgres[].admin_users)", s.user)
@@ -320,6 +326,11 @@ func (s *session) handle(m msg) error {
 	case 'd', 'c', 'f':
 		return s.onCopy(m)
 	case 'F':
+		if pol := s.policy(); pol != nil {
+			if e := pol.check(s.ctx, nil, true); e != nil {
+				return s.refuse(e, true)
+			}
+		}
 		return s.forward(m, item{kind: itFunc, start: time.Now()})
 	case 'X':
 		return errTerminate
@@ -435,17 +446,20 @@ func (s *session) forward(m msg, it item) error {
 	return nil
 }
 
-// inspect classifies sql for session-state effects. It returns the
-// effects to apply once the statement commits, or a client error when a
-// statement cannot be carried by this pool mode.
-func (s *session) inspect(text []byte) ([]classify.Effect, *Error) {
+// inspect classifies sql for session-state effects (res is its
+// classification if the policy already made it). It returns the effects
+// to apply once the statement commits, or a client error when a statement
+// cannot be carried by this pool mode.
+func (s *session) inspect(text []byte, res *classify.Result) ([]classify.Effect, *Error) {
 	// The prefilter reads the message buffer in place; only text that may
 	// change session state is copied for the parser (whose cache keeps
 	// its keys).
 	if len(text) == 0 || !classify.MayAffectSession(unsafe.String(&text[0], len(text))) {
 		return nil, nil
 	}
-	res := s.h.classes.Classify(string(text))
+	if res == nil {
+		res = s.h.classes.Classify(string(text))
+	}
 	var effects []classify.Effect
 	for i := range res.Statements {
 		effects = append(effects, res.Statements[i].Effects...)
@@ -479,7 +493,17 @@ func (s *session) pin(reason string) {
 
 func (s *session) onQuery(m msg) error {
 	text := trimNul(m.Body)
-	effects, cerr := s.inspect(text)
+	var res *classify.Result
+	if pol := s.policy(); pol != nil {
+		res = s.h.classes.Classify(string(text))
+		if e := pol.check(s.ctx, res, true); e != nil {
+			return s.refuse(e, true)
+		}
+		// A simple query replaces the unnamed statement and portal.
+		delete(pol.stmts, "")
+		delete(pol.portals, "")
+	}
+	effects, cerr := s.inspect(text, res)
 	if cerr == nil && s.h.mode == modeStatement && beginsTransaction(text) {
 		cerr = errorf(codeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
 	}
