@@ -491,22 +491,23 @@ policy:
 // for d, and returns how many were allowed and the window they ran in.
 func pgFlood(ctx context.Context, t *testing.T, p *pgProxy, n int, d time.Duration) (int, time.Duration) {
 	t.Helper()
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		c, err := pgx.Connect(ctx, p.dsn("app", "app", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		conns[i] = c
+	}
 	var mu sync.Mutex
 	allowed, other := 0, []error{}
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range n {
+	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := pgx.Connect(ctx, p.dsn("app", "app", "app"))
-			if err != nil {
-				mu.Lock()
-				other = append(other, err)
-				mu.Unlock()
-				return
-			}
-			defer c.Close(context.Background())
 			for time.Since(start) < d {
 				_, err := c.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
 				mu.Lock()
