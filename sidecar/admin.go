@@ -47,6 +47,9 @@ func newAdminServer(s *Server, addr string) (*adminServer, error) {
 	mux.HandleFunc("GET /pools", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.poolStats())
 	})
+	mux.HandleFunc("GET /clients", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, s.clients())
+	})
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 		s.RequestDrain()
 		w.WriteHeader(http.StatusAccepted)

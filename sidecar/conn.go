@@ -18,6 +18,7 @@ type Conn struct {
 	Accepted time.Time
 
 	ref       *handlerRef
+	act       connActivity
 	closeOnce sync.Once
 	closed    chan struct{}
 }

@@ -51,6 +51,15 @@ type Env struct {
 	// and holds the engine of the live version: a frontend loads it before
 	// each check.
 	Policy *policy.Live
+	// AccessLog is the access log of the process (nil in tests that build
+	// handlers directly; its methods are no-ops on nil). Like Policy it is
+	// the same across reloads and follows the live access_log section, so a
+	// handler keeps the pointer: ask Want per request, then Log.
+	AccessLog *AccessLog
+	// Tracer makes the spans of queries and commands (nil in tests that
+	// build handlers directly; a no-op then, as with tracing off). It is the
+	// same across reloads and follows the live tracing section.
+	Tracer *Tracer
 }
 
 // Builder makes a Handler from one listener section: a *config.TCP,

@@ -291,6 +291,17 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, c *Conn) {
 // top of it), so it is only forgotten here.
 func (p *HTTPProxy) connState(nc net.Conn, st http.ConnState) {
 	switch st {
+	case http.StateActive, http.StateIdle:
+		p.mu.Lock()
+		c := p.conns[nc]
+		p.mu.Unlock()
+		if c != nil {
+			if st == http.StateActive {
+				c.MarkActive()
+			} else {
+				c.MarkIdle()
+			}
+		}
 	case http.StateClosed:
 		if c := p.forget(nc); c != nil {
 			c.Close()

@@ -28,6 +28,7 @@ type handlerRef struct {
 	hash    string
 	maxConn int64
 	log     *slog.Logger
+	tls     bool // the listener has a client-facing TLS profile
 
 	active                   prometheus.Gauge
 	accepted, closed         prometheus.Counter

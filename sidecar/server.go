@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -30,6 +32,9 @@ type Options struct {
 	Dialer Dialer
 	// Version is the build's version, for handlers that report it.
 	Version string
+	// Stdout and Stderr are where access_log.output stdout and stderr
+	// write; nil means the process's own.
+	Stdout, Stderr io.Writer
 }
 
 // Server runs the listeners of the live config version and moves them from
@@ -50,7 +55,16 @@ type Server struct {
 	// compiled from.
 	policy     policy.Live
 	policyHash string
-	retiring   sync.WaitGroup
+	// accessLog and tracer are shared by every handler of every config
+	// version too, and follow the access_log and tracing sections.
+	accessLog *AccessLog
+	tracer    *Tracer
+	retiring  sync.WaitGroup
+
+	// refs are the handlers that hold connections: the current one of each
+	// listener and the retired ones still draining (for GET /clients).
+	refsMu sync.Mutex
+	refs   map[*handlerRef]struct{}
 
 	draining  atomic.Bool
 	drainReq  chan struct{}
@@ -79,8 +93,16 @@ func NewServer(opts Options) *Server {
 	if opts.Dialer == nil {
 		opts.Dialer = &net.Dialer{KeepAlive: 30 * time.Second}
 	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
 	return &Server{
 		opts: opts, log: opts.Logger, m: opts.Metrics,
+		accessLog: NewAccessLog(), tracer: NewTracer(),
+		refs:      map[*handlerRef]struct{}{},
 		listeners: map[string]*Listener{},
 		profiles:  map[string]*profileRef{},
 		drainReq:  make(chan struct{}),
@@ -90,6 +112,12 @@ func NewServer(opts Options) *Server {
 
 // Config is the live config version (nil before the first Apply).
 func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// AccessLog is the access log every handler writes to.
+func (s *Server) AccessLog() *AccessLog { return s.accessLog }
+
+// Tracer is the tracer every handler starts spans with.
+func (s *Server) Tracer() *Tracer { return s.tracer }
 
 // Metrics is the server's metric set.
 func (s *Server) Metrics() *metrics.Metrics { return s.m }
@@ -176,6 +204,16 @@ func (s *Server) Apply(cfg *config.Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// The access log and the tracer: opened or built now when their
+	// section changed, live at the commit.
+	accessNext, accessChanged, err := s.accessLog.prepare(cfg.AccessLog, s.opts.Stdout, s.opts.Stderr)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	tracerNext, tracerChanged, err := s.tracer.prepare(cfg.Tracing, s.opts.Version)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	names := make([]string, 0, len(cfg.TLS))
 	for name := range cfg.TLS {
 		names = append(names, name)
@@ -225,13 +263,14 @@ func (s *Server) Apply(cfg *config.Config) error {
 			Name: lr.Name, Kind: lr.Kind, Logger: log, Metrics: s.m,
 			ServerTLS: prof, Dialer: s.opts.Dialer, Config: cfg,
 			RequestReload: s.RequestReload, Version: s.opts.Version,
-			Policy: &s.policy,
+			Policy: &s.policy, AccessLog: s.accessLog, Tracer: s.tracer,
 		}, lr.Section)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", lr.Path, err))
 			continue
 		}
 		st.handler = newHandlerRef(hd, lr.Name, lr.Kind, h, lr.MaxConnections, s.m, log)
+		st.handler.tls = prof != nil
 		if st.l == nil {
 			ln, err := Listen(lr.Listen)
 			if err != nil {
@@ -267,11 +306,42 @@ func (s *Server) Apply(cfg *config.Config) error {
 		for _, p := range created {
 			p.Close()
 		}
+		if accessChanged {
+			accessNext.abandon()
+		}
+		if tracerChanged {
+			tracerNext.abandon()
+		}
 		return errors.Join(errs...)
 	}
 
 	// Commit: nothing below can fail.
 	drain := cfg.Shutdown.DrainTimeout
+	if accessChanged {
+		if old := s.accessLog.commit(accessNext); old != nil {
+			// Handlers that still run may hold the old sink until they
+			// drain: its file closes when they must be gone.
+			time.AfterFunc(drain+time.Second, func() { old.Close() })
+		}
+	}
+	if tracerChanged {
+		if shutdown := s.tracer.commit(tracerNext); shutdown != nil {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := shutdown(ctx); err != nil {
+					s.log.Warn("tracing: flushing the replaced exporter", "err", err)
+				}
+			}()
+		}
+	}
+	s.refsMu.Lock()
+	for _, st := range steps {
+		if st.handler != nil {
+			s.refs[st.handler] = struct{}{}
+		}
+	}
+	s.refsMu.Unlock()
 	next := map[string]*Listener{}
 	for _, st := range steps {
 		next[st.l.key] = st.l
@@ -359,6 +429,9 @@ func (s *Server) retire(ref *handlerRef, timeout time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		ref.retire(ctx)
+		s.refsMu.Lock()
+		delete(s.refs, ref)
+		s.refsMu.Unlock()
 	}()
 }
 
@@ -416,6 +489,12 @@ func (s *Server) Shutdown() {
 	defer s.state.Unlock()
 	s.listeners = map[string]*Listener{}
 	s.profiles = map[string]*profileRef{}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.tracer.Shutdown(ctx); err != nil {
+		s.log.Warn("tracing: flushing the last spans", "err", err)
+	}
+	s.accessLog.Close()
 	if s.admin != nil {
 		s.admin.close()
 		s.admin = nil
