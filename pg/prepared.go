@@ -36,7 +36,7 @@ func (s *session) onParse(m msg) error {
 	}
 	var res *classify.Result
 	if pol := s.policy(); pol != nil {
-		res = s.h.classes.Classify(string(query))
+		res = s.h.classes.ClassifyBytes(query)
 		if e := pol.check(s.ctx, res, false); e != nil {
 			if len(name) == 0 {
 				s.anon = nil // a failed Parse leaves no unnamed statement

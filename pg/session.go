@@ -458,7 +458,7 @@ func (s *session) inspect(text []byte, res *classify.Result) ([]classify.Effect,
 		return nil, nil
 	}
 	if res == nil {
-		res = s.h.classes.Classify(string(text))
+		res = s.h.classes.ClassifyBytes(text)
 	}
 	var effects []classify.Effect
 	for i := range res.Statements {
@@ -495,7 +495,7 @@ func (s *session) onQuery(m msg) error {
 	text := trimNul(m.Body)
 	var res *classify.Result
 	if pol := s.policy(); pol != nil {
-		res = s.h.classes.Classify(string(text))
+		res = s.h.classes.ClassifyBytes(text)
 		if e := pol.check(s.ctx, res, true); e != nil {
 			return s.refuse(e, true)
 		}
