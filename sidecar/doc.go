@@ -27,6 +27,30 @@
 // while TCPProxy pipes bytes, one per direction); one watch goroutine per TLS
 // profile; one goroutine per retiring handler; the admin http.Server.
 //
+// # Observability shared by every handler
+//
+// Three things live as long as the Server, not per config version, and are
+// handed to every Handler through Env: the policy engine (policy.Live), the
+// AccessLog and the Tracer. Apply swaps what is behind them (an atomic
+// pointer each) when their config section changed, so a handler that a
+// reload carried over follows the new access_log and tracing sections too.
+// Their per-request methods are safe on nil (tests that build an Env by hand
+// leave them nil) and cost an atomic load when off: a frontend calls them
+// unconditionally.
+//
+// Per query or command a frontend does, in this order:
+//
+//	ctx := sidecar.TraceContextFromSQL(ctx, sql)       // Postgres: a sqlcommenter traceparent
+//	ctx, span := env.Tracer.StartDB(ctx, &sidecar.DBSpan{...})
+//	... serve the request ...
+//	sidecar.EndDB(span, outcome, code, rows)
+//	if env.AccessLog.Want(d, outcome != metrics.OutcomeOK) { env.AccessLog.Log(&sidecar.AccessEntry{...}) }
+//
+// GET /clients asks each handler that implements ClientLister for its
+// clients, and lists the connections of the others (tcp, http) from what
+// the listener tracks. A replaced handler's clients are listed until it has
+// drained.
+//
 // # TLS
 //
 // A TLSProfile re-reads its certificate, key and CA every reload_interval and

@@ -62,7 +62,9 @@ func TestTraceContextFromSQL(t *testing.T) {
 			}
 		})
 	}
-	if n := testing.AllocsPerRun(100, func() { TraceContextFromSQL(context.Background(), "SELECT abalance FROM pgbench_accounts WHERE aid = $1") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() {
+		TraceContextFromSQL(context.Background(), "SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+	}); n != 0 {
 		t.Errorf("SQL without a comment: %.1f allocations", n)
 	}
 }

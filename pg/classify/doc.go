@@ -77,4 +77,11 @@
 // commits: SET, RESET and set_config are transactional, so a frontend applies
 // them to its record of the session when the statement's transaction commits,
 // and drops them when it rolls back.
+//
+// # Normalised text for logs and spans
+//
+// A Normalizer turns SQL into text safe to log: pg_query's Normalize
+// replaces every literal with a placeholder ($1, $2, ... after the text's
+// own parameters), through a bounded LRU keyed by the exact text like the
+// Cache. Text the parser rejects becomes Unparsable, never itself.
 package classify
