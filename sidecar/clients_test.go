@@ -108,3 +108,41 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestObservabilityInEnv: handlers get the server's access log and tracer,
+// which follow the live sections across a reload that keeps the handler;
+// an output that cannot be opened rejects the config and changes nothing.
+func TestObservabilityInEnv(t *testing.T) {
+	var got Env
+	dir := t.TempDir()
+	base := fmt.Sprintf(`admin: {listen: "off"}
+postgres:
+  - {name: pg, listen: %s, upstream: {address: 127.0.0.1:1}}
+`, testenv.FreeAddr(t))
+	srv := NewServer(Options{Logger: testLogger(t), Builders: map[config.ListenerKind]Builder{
+		config.KindPostgres: func(env Env, _ any) (Handler, error) { got = env; return closer{}, nil },
+	}})
+	t.Cleanup(srv.Shutdown)
+	if err := srv.Apply(mustLoad(t, base)); err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessLog != srv.AccessLog() || got.Tracer != srv.Tracer() || got.AccessLog.Enabled() || got.Tracer.Enabled() {
+		t.Fatalf("env: %+v", got)
+	}
+	got = Env{}
+	if err := srv.Apply(mustLoad(t, base+"access_log: {enabled: true, output: "+dir+"/a.log, sample_rate: 1}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessLog != nil {
+		t.Error("the unchanged handler was rebuilt")
+	}
+	if !srv.AccessLog().Enabled() || !srv.AccessLog().Want(0, false) {
+		t.Error("access log not on after the reload")
+	}
+	if err := srv.Apply(mustLoad(t, base+"access_log: {enabled: true, output: "+dir+"}\n")); err == nil || !strings.Contains(err.Error(), "access_log.output") {
+		t.Fatalf("an output that is a directory: %v", err)
+	}
+	if !srv.AccessLog().Want(0, false) {
+		t.Error("a rejected config changed the access log")
+	}
+}
