@@ -141,6 +141,18 @@ func take(limits []sessionLimit, now time.Time) (refused, by *sessionLimit, dela
 	held := make([]rate.Reservation, 0, maxHeld)
 	for i := range limits {
 		sl := &limits[i]
+		// Refuse without reserving when the bucket cannot serve within
+		// max_delay: a reservation cancelled while a later one is
+		// outstanding does not give its token back (x/time/rate), so
+		// under a concurrent flood reserve-then-cancel would drain the
+		// bucket below its rate. Cancels remain only for races at the
+		// boundary and for the tokens of the other limits.
+		if sl.bucket.TokensAt(now) < 1-sl.l.maxDelay.Seconds()*float64(sl.l.rate) {
+			for j := range held {
+				held[j].CancelAt(now)
+			}
+			return sl, nil, 0
+		}
 		r := *sl.bucket.ReserveN(now, 1)
 		d := r.DelayFrom(now)
 		if d > sl.l.maxDelay {
