@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outrigger/outrigger/config"
-	"github.com/outrigger/outrigger/policy"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -27,9 +26,6 @@ type Handler struct {
 	refused map[*Command]bool
 	m       *handlerMetrics
 	nextID  atomic.Int64
-	// decisions is the listener's sampled log of policy refusals and
-	// audits.
-	decisions *decisionLog
 
 	probeMu sync.Mutex // serialises proving new connection states (enter)
 	mu      sync.Mutex
@@ -61,10 +57,9 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	}
 	h := &Handler{
 		env: env, cfg: cfg, up: up, refused: refused,
-		m:         newHandlerMetrics(env),
-		decisions: newDecisionLog(env.Logger, env.Name),
-		lanes:     map[poolKey]*lanes{},
-		pinned:    map[poolKey]*pool.Pool[*lane]{},
+		m:      newHandlerMetrics(env),
+		lanes:  map[poolKey]*lanes{},
+		pinned: map[poolKey]*pool.Pool[*lane]{},
 	}
 	return h, nil
 }
@@ -81,14 +76,6 @@ func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 		client, identity = tc, principal
 	}
 	h.newSession(ctx, c, client, identity).run()
-}
-
-// policyLog writes a refusal or an audit to the decision log; plain
-// allows (delayed ones included) are not logged.
-func (h *Handler) policyLog(p *policy.Principal, c *Command, d *policy.Decision) {
-	if d.Action != policy.Allow || d.Audit {
-		h.decisions.record(p, c, d)
-	}
 }
 
 // initialKey is the connection state a new client starts in: RESP2,

@@ -3,14 +3,10 @@ package redis
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/outrigger/outrigger/policy"
 )
@@ -122,58 +118,6 @@ func sourceAddr(a net.Addr) netip.Addr {
 		return ta.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
-}
-
-// decisionLogRate bounds the decision log of one listener: lines per
-// second, and the burst.
-const decisionLogRate, decisionLogBurst = 10, 20
-
-// decisionLog writes refusals and audits to the listener's log, sampled so
-// that a client flooding refused commands cannot flood the log: beyond
-// decisionLogRate lines per second the lines are counted, and the next line
-// written says how many were left out ("suppressed"). Lines never carry
-// keys or values: who, which rule, what it decided, and the command's name.
-type decisionLog struct {
-	log        *slog.Logger
-	listener   string
-	lim        *rate.Limiter
-	suppressed atomic.Int64
-}
-
-func newDecisionLog(log *slog.Logger, listener string) *decisionLog {
-	return &decisionLog{log: log, listener: listener, lim: rate.NewLimiter(decisionLogRate, decisionLogBurst)}
-}
-
-// record logs one refused or audited command; c is its table entry (nil:
-// unknown, logged as "unknown", since the name is then client data).
-func (l *decisionLog) record(p *policy.Principal, c *Command, d *policy.Decision) {
-	if l == nil || l.log == nil {
-		return
-	}
-	if !l.lim.Allow() {
-		l.suppressed.Add(1)
-		return
-	}
-	name, reason := "unknown", ""
-	if c != nil {
-		// The reason names the command or says a key was refused; it
-		// never quotes a key.
-		name, reason = c.Name, d.Message
-	}
-	attrs := []any{
-		"principal", p.Identity, "user", p.User, "listener", l.listener,
-		"rule", d.Rule, "action", d.Outcome(), "command", name,
-	}
-	if d.Limit != "" {
-		attrs = append(attrs, "limit", d.Limit)
-	}
-	if reason != "" {
-		attrs = append(attrs, "reason", reason)
-	}
-	if n := l.suppressed.Swap(0); n > 0 {
-		attrs = append(attrs, "suppressed", n)
-	}
-	l.log.Info("policy decision", attrs...)
 }
 
 // sleepCtx waits d, or until ctx ends (false).

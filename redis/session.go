@@ -457,7 +457,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 		return true
 	}
 	if d, enforced := s.pol.check(s.ctx, s.h.env.Policy, c, cmd.Args); enforced {
-		if !s.applyDecision(c, &d, sl) {
+		if !s.applyDecision(&d, sl) {
 			return s.ctx.Err() == nil
 		}
 	}
@@ -667,7 +667,6 @@ func (s *session) passthroughCommand(cmd Cmd) bool {
 		return true
 	}
 	if d, enforced := s.pol.check(s.ctx, s.h.env.Policy, c, cmd.Args); enforced {
-		s.h.policyLog(&s.pol.principal, c, &d)
 		if d.Action != policy.Allow {
 			// Frames flow as the server sends them here, so the refusal
 			// goes out at once, as the refusal of a refused command does.
@@ -691,14 +690,13 @@ func (s *session) writeNow(line string) {
 }
 
 // applyDecision carries out the policy's decision on the command in sl
-// (c is its table entry). A refusal answers sl in its place in the reply
+// (the engine has logged a refusal or an audit). A refusal answers sl in its place in the reply
 // stream (and inside MULTI dooms the transaction) and returns false, as
 // does a client that leaves during a delay; an allowed command returns
 // true, after its delay: the commands already sent go upstream first, and
 // this session's goroutine waits alone, so the clients that share its
 // upstream connection are not held up.
-func (s *session) applyDecision(c *Command, d *policy.Decision, sl *slot) bool {
-	s.h.policyLog(&s.pol.principal, c, d)
+func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Action != policy.Allow {
 		sl.error(d.RedisError())
 		if s.inMulti {
