@@ -53,6 +53,9 @@ const usage = `outrigger: a database-access sidecar
 Usage:
   outrigger run -c FILE      run the sidecar (also: outrigger -c FILE)
   outrigger check -c FILE    validate a config; every problem is listed, exit 1 if any
+  outrigger policy explain -c FILE [--principal P] [--user U] [--database D] [--listener L]
+                 [--source ADDR] (--sql "..." | --redis "SET k v")
+                             print the policy's decision for one request; exit 1 if refused
   outrigger version          print version, commit and Go version
 
 Flags (run, check):
@@ -80,6 +83,8 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		fs.SetOutput(opts.Stdout)
 		fs.PrintDefaults()
 		return 0
+	case "policy":
+		return policyCmd(args, opts)
 	case "run", "check":
 	default:
 		fmt.Fprintf(opts.Stderr, "outrigger: unknown command %q\n\n%s", cmd, usage)
