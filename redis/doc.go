@@ -9,7 +9,24 @@
 // commands) take a pinned connection from a bounded pool (package pool) and
 // give it back only when it is clean; pub/sub, MONITOR, CLIENT REPLY and
 // CLIENT TRACKING turn the session into a passthrough on a connection of its
-// own. The policy hook is still to come.
+// own.
+//
+// Every command a client sends is checked once by the live policy engine
+// (policy.go; sidecar.Env.Policy), unless that engine cannot refuse
+// anything. PolicyCommand turns a command into the policy's RedisCommand
+// from the command table: the lower-case name ("container|sub" for a
+// subcommand), the table's shared ACL category names, the key arguments as
+// Command.Keys finds them (into a per-session scratch slice, so an allowed
+// check does not allocate), and UndeclaredKeys for SORT and SORT_RO with BY
+// or GET. The session's principal (mTLS identity, AUTH/HELLO user or
+// "default", listener, client address) is resolved into a policy.Session
+// once, again when AUTH, HELLO AUTH or RESET change the user, and rebound
+// to the engine live at each check, so a reload applies from the next
+// command. A refusal is the command's reply, in order (Decision.RedisError);
+// inside MULTI it also dooms the transaction: EXEC sends DISCARD upstream
+// and answers EXECABORT. A delay is waited on the session's own goroutine
+// after its earlier commands are flushed, so the clients sharing its
+// upstream connection are not held up. The engine writes the decision log.
 //
 // The command table (commands.go, keys.go, blocking.go, flags.go,
 // category.go, and commands_gen.go, which is generated from a live
@@ -36,8 +53,8 @@
 // accepted framing Redis refuses, which a proxy would forward). redcon's
 // Append helpers still encode the replies Outrigger writes itself.
 //
-// The data flow: a client's command is read, looked up in the command table
-// (the policy engine will check its category and keys here), and written to
+// The data flow: a client's command is read, looked up in the command table,
+// checked by the policy engine (its name, categories and keys), and written to
 // an upstream connection (a dedicated one when IsBlocking says so, or for
 // MULTI/WATCH and pub/sub) or answered locally; the upstream's replies are
 // framed by a ReplyReader, matched to commands in FIFO order, and forwarded
