@@ -190,6 +190,7 @@ func (s *session) refuse(e *Error, query bool) error {
 	if query {
 		s.q.push(item{kind: itQuery, act: actRefuse, errMsg: e, start: time.Now()})
 		s.out = appendMsg(s.out, 'Q', sql, []byte{0})
+		s.outTerm = len(s.out)
 		return nil
 	}
 	// The unnamed statement and portal carry the failing statement; the

@@ -536,3 +536,70 @@ func (s *session) dropStatements(srv *server) {
 	}
 	srv.clearPrepared()
 }
+
+// readInline is the synchronous path: after a round trip is written to an
+// attachment that has no relay goroutine, the client goroutine reads the
+// server's replies itself until every reply it expects has arrived, and
+// then gives the server back if it can. A round trip then costs no
+// goroutine hand-off. It hands over to a relay goroutine when the server
+// waits for the client (CopyInResponse, CopyBothResponse).
+func (s *session) readInline(srv *server) {
+	lease := s.lease
+	for {
+		s.mu.Lock()
+		s.pumpSynth()
+		if s.srv != srv {
+			s.mu.Unlock()
+			return
+		}
+		if s.q.empty() {
+			// Every reply is in: the same end as the relay's.
+			_ = s.flushClient()
+			switch {
+			case s.detachable(srv):
+				s.detach()
+				s.mu.Unlock()
+				lease.Release()
+			case !s.inlineEligible():
+				// It stays attached and may speak on its own (LISTEN
+				// pinned the session): a relay reads it from now on.
+				s.startRelay(srv)
+				s.mu.Unlock()
+			default:
+				// An open transaction: the server is read again with
+				// the client's next round trip.
+				s.mu.Unlock()
+			}
+			return
+		}
+		s.mu.Unlock()
+		m, err := srv.fr.next()
+		s.mu.Lock()
+		if err != nil {
+			s.relayEnded(srv, lease, err)
+			return
+		}
+		handOff := false
+		broken := s.onServer(srv, m)
+		handOff = m.Type == 'G' || m.Type == 'W'
+		for !broken && !handOff && srv.fr.ready() {
+			if m, err = srv.fr.next(); err != nil {
+				s.relayEnded(srv, lease, err)
+				return
+			}
+			broken = s.onServer(srv, m)
+			handOff = m.Type == 'G' || m.Type == 'W'
+		}
+		_ = s.flushClient()
+		if broken {
+			s.relayEnded(srv, lease, errServerDesync)
+			return
+		}
+		if handOff {
+			s.startRelay(srv)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,11 @@ type session struct {
 	fr   *frameReader
 
 	// Owned by the client goroutine.
-	out     []byte // messages for the attached server, not yet written
+	out []byte // messages for the attached server, not yet written
+	// outTerm is len(out) just after a message the server answers in full
+	// without waiting for more (Query, Sync, Flush, FunctionCall): out ends
+	// a round trip when they are equal.
+	outTerm int
 	pool    *serverPool
 	stmts   map[string]*clientStmt
 	anon    *clientStmt // the unnamed statement
@@ -419,10 +424,26 @@ func (s *session) lockServer() (*server, error) {
 	s.srv, s.lease = srv, lease
 	s.txStart = time.Now()
 	s.syncSettings(srv)
+	if !s.inlineEligible() {
+		s.startRelay(srv)
+	}
+	return srv, nil
+}
+
+// inlineEligible reports whether a new attachment starts on the
+// synchronous path: the client goroutine reads the server's replies itself
+// after each round trip (readInline). A server that stays attached while
+// the client is idle and may speak on its own (session mode, a pinned
+// session: notifications) gets a relay goroutine instead. mu held.
+func (s *session) inlineEligible() bool {
+	return s.h.mode != modeSession && s.pinned == ""
+}
+
+// startRelay starts the relay goroutine for the attached server. mu held.
+func (s *session) startRelay(srv *server) {
 	done := make(chan struct{})
 	s.relayDone = done
-	go s.relay(srv, lease, done)
-	return srv, nil
+	go s.relay(srv, s.lease, done)
 }
 
 // syncSettings queues the hidden query that gives srv the client's
@@ -443,6 +464,9 @@ func (s *session) forward(m msg, it item) error {
 	s.q.push(it)
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
+	if m.Type == 'S' || m.Type == 'F' {
+		s.outTerm = len(s.out)
+	}
 	return nil
 }
 
@@ -519,6 +543,7 @@ func (s *session) onQuery(m msg) error {
 	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
+	s.outTerm = len(s.out)
 	return nil
 }
 
@@ -622,6 +647,7 @@ func (s *session) onFlush(m msg) error {
 		return nil // nothing outstanding on a server to flush
 	}
 	s.out = append(s.out, m.Raw...)
+	s.outTerm = len(s.out)
 	return nil
 }
 
@@ -648,12 +674,28 @@ func (s *session) flush() error {
 	s.pumpSynth()
 	err := s.flushClient()
 	write := len(s.out) > 0 && srv != nil
+	inline := write && s.relayDone == nil
 	// While the write runs the server stays attached: bytes with no reply
 	// of their own (CopyData, Flush) may follow a round trip that has
 	// already ended, and must not reach a server that went back to the pool.
-	s.writing = write
+	s.writing = write && !inline
 	s.mu.Unlock()
-	if write {
+	switch {
+	case inline:
+		srv.write(s.out)
+		if s.outTerm == len(s.out) {
+			s.readInline(srv)
+		} else {
+			// The server will not answer all of it yet (a pipeline
+			// arriving in pieces, COPY data): its replies must be read
+			// while the client goes on sending.
+			s.mu.Lock()
+			if s.srv == srv && s.relayDone == nil {
+				s.startRelay(srv)
+			}
+			s.mu.Unlock()
+		}
+	case write:
 		srv.write(s.out)
 		s.mu.Lock()
 		s.writing = false
@@ -670,6 +712,7 @@ func (s *session) flush() error {
 	} else {
 		s.out = s.out[:0]
 	}
+	s.outTerm = 0
 	return err
 }
 
@@ -731,7 +774,14 @@ func (s *session) finish(err error) {
 	s.mu.Lock()
 	s.closing = true
 	srv, done := s.srv, s.relayDone
-	s.mu.Unlock()
+	if srv != nil && done == nil {
+		// Attached on the synchronous path, with no reader: end the
+		// attachment as a relay would on the session's close.
+		s.relayEnded(srv, s.lease, os.ErrDeadlineExceeded)
+		srv = nil
+	} else {
+		s.mu.Unlock()
+	}
 	if srv != nil {
 		_ = srv.conn.SetReadDeadline(time.Now())
 		<-done
