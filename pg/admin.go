@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/outrigger/outrigger/sidecar"
 )
 
 // adminDatabase is the virtual database of the admin console.
@@ -252,27 +254,51 @@ func (h *Handler) clientsByPool() map[poolKey]poolClients {
 	return out
 }
 
-// adminRow is the session's SHOW CLIENTS row.
-func (s *session) adminRow() []string {
+// info is the session as GET /clients and SHOW CLIENTS show it.
+func (s *session) info() sidecar.ClientInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	state := "idle"
+	state := sidecar.ClientIdle
 	switch {
 	case s.waiting:
-		state = "waiting"
+		state = sidecar.ClientWaiting
 	case s.srv != nil:
-		state = "active"
+		state = sidecar.ClientActive
 	}
-	host, port := splitAddr(s.sc.RemoteAddr().String())
+	return sidecar.ClientInfo{
+		Remote: s.sc.RemoteAddr().String(), Principal: s.principal.Identity,
+		User: s.user, Database: s.db, State: state,
+		ConnectedAt: s.connected, LastRequestAt: s.lastRequest, Pinned: s.pinned, TLS: s.tls,
+	}
+}
+
+// Clients lists the listener's client sessions for GET /clients
+// (sidecar.ClientLister).
+func (h *Handler) Clients() []sidecar.ClientInfo {
+	list := h.sessionList()
+	out := make([]sidecar.ClientInfo, 0, len(list))
+	for _, s := range list {
+		out = append(out, s.info())
+	}
+	return out
+}
+
+// adminRow is the session's SHOW CLIENTS row.
+func (s *session) adminRow() []string {
+	ci := s.info()
+	host, port := splitAddr(ci.Remote)
 	tls := ""
-	if s.tls {
+	if ci.TLS {
 		tls = "TLS"
 	}
 	req := ""
-	if !s.lastRequest.IsZero() {
-		req = s.lastRequest.Format(time.DateTime)
+	if !ci.LastRequestAt.IsZero() {
+		req = ci.LastRequestAt.Format(time.DateTime)
 	}
-	return []string{"C", s.user, s.db, state, host, port, s.connected.Format(time.DateTime), req, tls, s.appName, s.pinned}
+	s.mu.Lock()
+	app := s.appName
+	s.mu.Unlock()
+	return []string{"C", ci.User, ci.Database, ci.State, host, port, ci.ConnectedAt.Format(time.DateTime), req, tls, app, ci.Pinned}
 }
 
 // pause stops new server attachments until resume and waits (up to a
@@ -326,3 +352,4 @@ func (h *Handler) waitResume(ctx context.Context) error {
 		return fmt.Errorf("pg: paused: %w", ctx.Err())
 	}
 }
+var _ sidecar.ClientLister = (*Handler)(nil)

@@ -12,19 +12,20 @@ import (
 
 // SQLSTATE codes Outrigger answers with itself.
 const (
-	codeProtocolViolation    = "08P01"
-	codeConnectionFailure    = "08006"
-	codeCannotConnect        = "08001"
-	codeInvalidAuthorization = "28000"
-	codeInvalidPassword      = "28P01"
-	codeTooManyConnections   = "53300"
-	codeFeatureNotSupported  = "0A000"
-	codeInvalidCatalog       = "3D000"
-	codeQueryCanceled        = "57014"
-	codeAdminShutdown        = "57P01"
-	codeIdleInTxTimeout      = "25P03"
-	codeIdleSessionTimeout   = "57P05"
-	codeInternal             = "XX000"
+	codeProtocolViolation     = "08P01"
+	codeConnectionFailure     = "08006"
+	codeCannotConnect         = "08001"
+	codeInvalidAuthorization  = "28000"
+	codeInvalidPassword       = "28P01"
+	codeTooManyConnections    = "53300"
+	codeInsufficientPrivilege = "42501"
+	codeFeatureNotSupported   = "0A000"
+	codeInvalidCatalog        = "3D000"
+	codeQueryCanceled         = "57014"
+	codeAdminShutdown         = "57P01"
+	codeIdleInTxTimeout       = "25P03"
+	codeIdleSessionTimeout    = "57P05"
+	codeInternal              = "XX000"
 )
 
 // Error is an error Outrigger answers a client with: a Postgres
@@ -35,6 +36,9 @@ type Error struct {
 	Detail  string
 	Fatal   bool
 	Err     error
+	// refusal marks a policy refusal, which rule (or rate limit) made.
+	refusal bool
+	rule    string
 }
 
 func (e *Error) Error() string {

@@ -46,6 +46,7 @@ type Handler struct {
 	mode    poolMode
 	users   map[string]*user
 	classes *classify.Cache
+	norm    *classify.Normalizer // access log and span statements
 	m       *handlerMetrics
 	cancels *cancelRegistry
 	clients atomic.Int64 // sessions past startup, for pool.max_clients
@@ -99,6 +100,7 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	h := &Handler{
 		env: env, cfg: cfg, up: up, connCfg: connCfg,
 		classes: classify.NewCache(4096),
+		norm:    classify.NewNormalizer(4096),
 		m:       newHandlerMetrics(env),
 		cancels: newCancelRegistry(),
 		pools:   map[poolKey]*serverPool{},

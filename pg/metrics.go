@@ -46,11 +46,10 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 // poolMetrics are one pool's series, looked up once when the pool is made
 // so the hot path only adds and observes.
 type poolMetrics struct {
-	queriesOK, queriesErr, queriesProxy prometheus.Counter
-	queryDur                            prometheus.Observer
-	commits, rollbacks                  prometheus.Counter
-	txDur                               prometheus.Observer
-	wait                                prometheus.Observer
+	rec                *metrics.PGPoolRecorder // round trips: outcome and duration
+	commits, rollbacks prometheus.Counter
+	txDur              prometheus.Observer
+	wait               prometheus.Observer
 
 	// Totals for the admin console's SHOW STATS.
 	queries, xacts, queryMicros, xactMicros atomic.Uint64
@@ -62,14 +61,11 @@ func (hm *handlerMetrics) pool(k poolKey) *poolMetrics {
 	l, p := hm.listener, poolLabel(k)
 	m := hm.m
 	return &poolMetrics{
-		queriesOK:    m.PGQueries.WithLabelValues(l, p, "ok"),
-		queriesErr:   m.PGQueries.WithLabelValues(l, p, "error"),
-		queriesProxy: m.PGQueries.WithLabelValues(l, p, "proxy_error"),
-		queryDur:     m.PGQueryDuration.WithLabelValues(l, p),
-		commits:      m.PGTransactions.WithLabelValues(l, p, "commit"),
-		rollbacks:    m.PGTransactions.WithLabelValues(l, p, "rollback"),
-		txDur:        m.PGTransactionDuration.WithLabelValues(l, p),
-		wait:         m.PoolAcquireWait.WithLabelValues(l, p),
+		rec:       m.PGPoolRecorder(l, p),
+		commits:   m.PGTransactions.WithLabelValues(l, p, "commit"),
+		rollbacks: m.PGTransactions.WithLabelValues(l, p, "rollback"),
+		txDur:     m.PGTransactionDuration.WithLabelValues(l, p),
+		wait:      m.PoolAcquireWait.WithLabelValues(l, p),
 	}
 }
 

@@ -116,7 +116,7 @@ func (p *sessionPolicy) check(ctx context.Context, res *classify.Result, run boo
 	}
 	if d.Action != policy.Allow {
 		code, msg := d.PostgresError()
-		return &Error{Code: code, Message: msg}
+		return &Error{Code: code, Message: msg, refusal: true, rule: d.Rule}
 	}
 	if d.Delay > 0 {
 		t := time.NewTimer(d.Delay)
@@ -177,18 +177,19 @@ func refusalSQL(code string) []byte {
 // the implicit transaction rolls back and the server skips to the Sync.
 // With nothing open on a server (no transaction, nothing in flight),
 // Outrigger answers alone.
-func (s *session) refuse(e *Error, query bool) error {
+func (s *session) refuse(e *Error, query bool, text []byte) error {
+	o := s.startRoundTrip(text)
 	s.mu.Lock()
 	srv := s.srv
 	if srv == nil || s.dead || s.txStatus == 'I' && !s.open && s.q.empty() {
 		// Nothing open on a server: answering alone is the same.
 		s.mu.Unlock()
-		return s.localError(e, query)
+		return s.localErrorObs(e, query, o)
 	}
 	defer s.mu.Unlock()
 	sql := refusalSQL(e.Code)
 	if query {
-		s.q.push(item{kind: itQuery, act: actRefuse, errMsg: e, start: time.Now()})
+		s.q.push(item{kind: itQuery, act: actRefuse, errMsg: e, start: time.Now(), obs: o})
 		s.out = appendMsg(s.out, 'Q', sql, []byte{0})
 		s.outTerm = len(s.out)
 		return nil
@@ -205,5 +206,6 @@ func (s *session) refuse(e *Error, query bool) error {
 	s.out = appendMsg(s.out, 'B', []byte{0, 0, 0, 0, 0, 0, 0, 0})
 	s.out = appendMsg(s.out, 'E', []byte{0, 0, 0, 0, 0})
 	s.skip = true
+	s.roundObs = o // the round trip ends at the client's Sync
 	return nil
 }

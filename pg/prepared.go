@@ -3,7 +3,6 @@ package pg
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"time"
 
 	"github.com/outrigger/outrigger/pg/classify"
 )
@@ -41,7 +40,7 @@ func (s *session) onParse(m msg) error {
 			if len(name) == 0 {
 				s.anon = nil // a failed Parse leaves no unnamed statement
 			}
-			return s.refuse(e, false)
+			return s.refuse(e, false, query)
 		}
 		if !s.renames() || len(name) == 0 || s.stmts[string(name)] == nil {
 			pol.remember(string(name), res) // not for a duplicate name, which fails
@@ -240,7 +239,7 @@ func (s *session) onExecute(m msg) error {
 	}
 	if pol := s.policy(); pol != nil {
 		if e := pol.check(s.ctx, pol.portals[string(portal)], true); e != nil {
-			return s.refuse(e, false)
+			return s.refuse(e, false, nil)
 		}
 	}
 	it := item{kind: itExecute}
@@ -248,6 +247,9 @@ func (s *session) onExecute(m msg) error {
 	s.open = true
 	if cs := s.portals[string(portal)]; cs != nil {
 		it.effects = cs.effects
+		if s.h.observing() {
+			s.execSQL = parseText(cs.parse)
+		}
 	}
 	s.mu.Unlock()
 	return s.forward(m, it)
@@ -316,8 +318,8 @@ func (s *session) pumpSynth() {
 			s.writeClient(appendError(nil, done.errMsg))
 		case 'Z':
 			s.writeClient([]byte{'Z', 0, 0, 0, 5, s.txStatus})
-			if s.pool != nil && !done.start.IsZero() {
-				s.pool.m.queryDur.Observe(time.Since(done.start).Seconds())
+			if done.ends {
+				s.record(done.start, done.obs, done.errMsg, "")
 			}
 		default:
 			s.writeClient([]byte{done.synth, 0, 0, 0, 4})

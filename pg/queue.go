@@ -60,7 +60,17 @@ type item struct {
 	effects []classify.Effect
 	failed  bool
 	start   time.Time
-	errMsg  *Error // an actSynth error reply, or an actRefuse refusal
+	// errMsg is an actSynth error reply, or an actRefuse refusal; on the
+	// item that ends a round trip (Sync, Query), the error Outrigger
+	// answered in that round trip, for its record.
+	errMsg *Error
+	// code is the SQLSTATE of the server's error in the round trip this
+	// item ends.
+	code string
+	// ends marks an actSynth ReadyForQuery that ends a round trip Outrigger
+	// answered alone: it is recorded (see record).
+	ends bool
+	obs  *observed
 }
 
 // queue is a FIFO of items; it reuses its backing array.

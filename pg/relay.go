@@ -152,7 +152,9 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 		return false
 	}
 	switch m.Type {
-	case 'D', 'd', 'c', 'V', 't':
+	case 'D':
+		s.rows++
+	case 'd', 'c', 'V', 't':
 		// DataRow, CopyData, CopyDone, FunctionCallResponse,
 		// ParameterDescription: forwarded as they are.
 	case 'T':
@@ -293,6 +295,9 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 	}
 	s.copying = false
 	it.failed = true
+	if it.code == "" {
+		it.code = sqlState(m.Body)
+	}
 	switch it.kind {
 	case itQuery, itSync, itFunc:
 		return false
@@ -304,6 +309,10 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		}
 		if f.kind == itSync {
 			f.failed = true
+			f.code = it.code
+			if it.act == actRefuse {
+				f.errMsg = it.errMsg
+			}
 			return false
 		}
 		done := s.q.pop()
@@ -357,17 +366,7 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 	if done.kind == itQuery && !done.failed {
 		s.txEffects = append(s.txEffects, done.effects...)
 	}
-	if done.failed {
-		s.pool.m.queriesErr.Inc()
-	} else {
-		s.pool.m.queriesOK.Inc()
-	}
-	s.pool.m.queries.Add(1)
-	if !done.start.IsZero() {
-		d := time.Since(done.start)
-		s.pool.m.queryDur.Observe(d.Seconds())
-		s.pool.m.queryMicros.Add(uint64(d.Microseconds()))
-	}
+	s.record(done.start, done.obs, done.errMsg, done.code)
 	if status == 'I' {
 		s.pool.m.xacts.Add(1)
 		if !s.txStart.IsZero() {

@@ -53,6 +53,15 @@ type session struct {
 	// keeps of the session (nil while the live engine enforces nothing).
 	principal policy.Principal
 	pol       *sessionPolicy
+	// For the record of the round trip in progress (observe.go): an error
+	// Outrigger answered in it and its started record, the text of the
+	// statement its last Execute ran (kept only while observing), and the
+	// rows it returned.
+	roundErr *Error
+	roundObs *observed
+	execSQL  []byte
+	rows     int64
+	timedOut bool // query_timeout canceled the round trip in progress
 
 	mu         sync.Mutex
 	w          *bufio.Writer
@@ -333,10 +342,10 @@ func (s *session) handle(m msg) error {
 	case 'F':
 		if pol := s.policy(); pol != nil {
 			if e := pol.check(s.ctx, nil, true); e != nil {
-				return s.refuse(e, true)
+				return s.refuse(e, true, nil)
 			}
 		}
-		return s.forward(m, item{kind: itFunc, start: time.Now()})
+		return s.forward(m, item{kind: itFunc, start: time.Now(), obs: s.startRoundTrip(nil)})
 	case 'X':
 		return errTerminate
 	default:
@@ -521,7 +530,7 @@ func (s *session) onQuery(m msg) error {
 	if pol := s.policy(); pol != nil {
 		res = s.h.classes.ClassifyBytes(text)
 		if e := pol.check(s.ctx, res, true); e != nil {
-			return s.refuse(e, true)
+			return s.refuse(e, true, text)
 		}
 		// A simple query replaces the unnamed statement and portal.
 		delete(pol.stmts, "")
@@ -539,7 +548,7 @@ func (s *session) onQuery(m msg) error {
 		return s.acquireFailed(err, true)
 	}
 	srv.unnamed = nil // a simple query replaces the unnamed statement
-	s.q.push(item{kind: itQuery, effects: effects, start: time.Now()})
+	s.q.push(item{kind: itQuery, effects: effects, start: time.Now(), obs: s.startRoundTrip(text)})
 	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
@@ -552,18 +561,23 @@ func (s *session) onQuery(m msg) error {
 // messages up to the next Sync are dropped, as Postgres does after an
 // error.
 func (s *session) localError(e *Error, query bool) error {
+	return s.localErrorObs(e, query, nil)
+}
+
+// localErrorObs is localError for a round trip whose record (o) was
+// started.
+func (s *session) localErrorObs(e *Error, query bool, o *observed) error {
 	s.mu.Lock()
 	s.q.push(item{kind: itQuery, act: actSynth, synth: 'E', errMsg: e})
 	if query {
-		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z'})
+		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z', ends: true, errMsg: e, obs: o})
 	} else {
+		// The round trip ends at the client's Sync, which carries it.
 		s.skip = true
+		s.roundErr, s.roundObs = e, o
 	}
 	s.pumpSynth()
 	s.mu.Unlock()
-	if s.pool != nil {
-		s.pool.m.queriesProxy.Inc()
-	}
 	return nil
 }
 
@@ -626,17 +640,24 @@ func firstWord(sql []byte) string {
 func (s *session) onSync(m msg) error {
 	s.mu.Lock()
 	s.open = false
+	it := item{kind: itSync, start: time.Now(), errMsg: s.roundErr, obs: s.roundObs}
+	s.roundErr, s.roundObs = nil, nil
+	if it.obs == nil {
+		it.obs = s.startRoundTrip(s.execSQL)
+	}
+	s.execSQL = nil
 	if s.srv == nil && s.q.empty() {
 		// Nothing went to a server since the last Sync (every message was
 		// answered by Outrigger): answer this one too.
-		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z'})
+		it.act, it.synth, it.ends = actSynth, 'Z', true
+		s.q.push(it)
 		s.pumpSynth()
 		s.mu.Unlock()
 		return nil
 	}
 	s.startQueryTimer()
 	s.mu.Unlock()
-	return s.forward(m, item{kind: itSync, start: time.Now()})
+	return s.forward(m, it)
 }
 
 func (s *session) onFlush(m msg) error {

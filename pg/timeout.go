@@ -56,6 +56,7 @@ func (s *session) idleError(err error) error {
 
 // startQueryTimer arms query_timeout for a round trip. mu held.
 func (s *session) startQueryTimer() {
+	s.timedOut = false
 	d := s.h.cfg.Pool.QueryTimeout
 	if d <= 0 {
 		return
@@ -78,6 +79,7 @@ func (s *session) queryTimedOut() {
 	s.mu.Lock()
 	srv := s.srv
 	busy := srv != nil && !s.q.empty()
+	s.timedOut = s.timedOut || busy
 	s.mu.Unlock()
 	if busy {
 		s.h.m.cancels.timeout.Inc()

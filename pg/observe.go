@@ -1,0 +1,194 @@
+package pg
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/outrigger/outrigger/metrics"
+	"github.com/outrigger/outrigger/sidecar"
+)
+
+// Every round trip a client makes (a simple Query, FunctionCall, or the
+// extended-protocol messages up to a Sync) ends in one record: the
+// outrigger_pg_query_results_total outcome and the query duration, a line
+// of the access log when it wants one (sampled; slow and failed round
+// trips always), and the end of its span when tracing is on. What only a
+// logged or traced round trip needs (its text, its classification, its
+// normalised form) is kept or computed only when the access log or the
+// tracer is on.
+
+// observed is what the record of one round trip needs: it rides on the
+// queue item that ends the round trip.
+type observed struct {
+	sql  string     // the statement text, kept only for the access log or a span
+	span trace.Span // nil unless tracing is on
+}
+
+// observing reports whether round trips keep their text: the access log
+// or the tracer is on.
+func (h *Handler) observing() bool {
+	return h.env.AccessLog.Enabled() || h.env.Tracer.Enabled()
+}
+
+// startRoundTrip prepares the record of a round trip whose statement text
+// is sql (nil when unknown). mu not needed: it touches only its result.
+func (s *session) startRoundTrip(sql []byte) *observed {
+	if !s.h.observing() {
+		return nil
+	}
+	o := &observed{sql: string(sql)}
+	if t := s.h.env.Tracer; t.Enabled() {
+		ctx := sidecar.TraceContextFromSQL(s.ctx, o.sql)
+		_, o.span = t.StartDB(ctx, &sidecar.DBSpan{
+			System: "postgresql", Operation: s.operation(o.sql), Namespace: s.db,
+			Query: s.h.norm.Normalize(o.sql), Server: s.h.upstreamAddr(),
+			Listener: s.h.env.Name, Pool: s.poolName(),
+		})
+	}
+	return o
+}
+
+// operation is the statement kind of sql, upper case, for a span name.
+func (s *session) operation(sql string) string {
+	res := s.h.classes.Classify(sql)
+	if res.Err != nil || len(res.Statements) == 0 {
+		return "QUERY"
+	}
+	return strings.ToUpper(string(res.Statements[0].Kind))
+}
+
+// kinds lists the statement kinds of sql, for the access log.
+func (s *session) kinds(sql string) string {
+	if sql == "" {
+		return ""
+	}
+	res := s.h.classes.Classify(sql)
+	if res.Err != nil {
+		return "unparsed"
+	}
+	ks := make([]string, 0, len(res.Statements))
+	for _, st := range res.Statements {
+		ks = append(ks, string(st.Kind))
+	}
+	return strings.Join(ks, ",")
+}
+
+func (s *session) poolName() string {
+	if s.pool == nil {
+		return ""
+	}
+	return poolLabel(s.pool.key)
+}
+
+func (h *Handler) upstreamAddr() string {
+	if a := h.cfg.Upstream.AllAddresses(); len(a) > 0 {
+		return a[0]
+	}
+	return ""
+}
+
+// outcomeOf is the outcome of a round trip that ended with the error e
+// (nil: none) and, for an error from the server, code.
+func outcomeOf(e *Error, code string, timedOut bool) metrics.Outcome {
+	switch {
+	case e != nil && e.refusal:
+		if e.Code == codeInsufficientPrivilege {
+			return metrics.OutcomeDenied
+		}
+		return metrics.OutcomeRateLimited
+	case e != nil && e.Code == codeTooManyConnections:
+		return metrics.OutcomeProxyError // no server could be had
+	case e != nil:
+		return metrics.OutcomeError
+	case code == codeQueryCanceled && timedOut:
+		return metrics.OutcomeTimeout
+	case code != "":
+		return metrics.OutcomeError
+	}
+	return metrics.OutcomeOK
+}
+
+// record ends a round trip: metrics, access log, span. local is the error
+// Outrigger answered with itself (nil when the server answered); code the
+// SQLSTATE the server answered with ("" for none). mu held.
+func (s *session) record(start time.Time, o *observed, local *Error, code string) {
+	if s.pool == nil {
+		return
+	}
+	var d time.Duration
+	if !start.IsZero() {
+		d = time.Since(start)
+	}
+	out := outcomeOf(local, code, s.timedOut)
+	if local != nil {
+		code = local.Code
+	}
+	s.pool.m.rec.Record(d, out, code)
+	s.pool.m.queries.Add(1)
+	s.pool.m.queryMicros.Add(uint64(d.Microseconds()))
+	rows := s.rows
+	s.rows = 0
+	if o == nil {
+		return
+	}
+	if o.span != nil {
+		sidecar.EndDB(o.span, out, code, rows)
+	}
+	if !s.h.env.AccessLog.Want(d, out != metrics.OutcomeOK) {
+		return
+	}
+	e := sidecar.AccessEntry{
+		Time: start, Listener: s.h.env.Name, Pool: s.poolName(),
+		Client: s.sc.RemoteAddr().String(), Principal: s.principal.Identity,
+		User: s.user, Database: s.db, Kind: s.kinds(o.sql),
+		Duration: d, Rows: rows, Outcome: out, Code: code,
+	}
+	if o.sql != "" {
+		e.Statement = s.h.norm.Normalize(o.sql)
+	}
+	if local != nil && local.refusal {
+		e.Rule = local.rule
+	}
+	if o.span != nil && o.span.SpanContext().IsSampled() {
+		e.TraceID = o.span.SpanContext().TraceID()
+	} else if o.sql != "" {
+		e.TraceID = sidecar.TraceIDFrom(sidecar.TraceContextFromSQL(context.Background(), o.sql))
+	}
+	s.h.env.AccessLog.Log(&e)
+}
+
+// sqlState returns the SQLSTATE of an ErrorResponse body.
+func sqlState(body []byte) string {
+	for len(body) > 1 {
+		field := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return ""
+		}
+		if field == 'C' {
+			return string(v)
+		}
+		body = rest
+	}
+	return ""
+}
+
+// parseText returns the query text of a Parse message (type and length
+// included), or nil.
+func parseText(parse []byte) []byte {
+	if len(parse) < 5 {
+		return nil
+	}
+	_, rest, ok := cstring(parse[5:])
+	if !ok {
+		return nil
+	}
+	q, _, ok := cstring(rest)
+	if !ok {
+		return nil
+	}
+	return q
+}
