@@ -352,4 +352,5 @@ func (h *Handler) waitResume(ctx context.Context) error {
 		return fmt.Errorf("pg: paused: %w", ctx.Err())
 	}
 }
+
 var _ sidecar.ClientLister = (*Handler)(nil)
