@@ -1,4 +1,6 @@
-// Package cli is the outrigger command: `run`, `check` and `version`, signal
+// Package cli is the outrigger command: `run`, `check`, `version` and
+// `policy explain` (how the policy decides on one statement or command, for
+// policy-as-code review), signal
 // handling and the wiring of config, sidecar core and protocol frontends.
 //
 // main calls Main and nothing else, so tests start the whole sidecar in their
