@@ -44,6 +44,9 @@ type Command struct {
 	// catNames are Categories' names ("@read"), made once at init and
 	// shared by every policy check of the command (see PolicyCommand).
 	catNames []string
+	// operation is Name in upper case ("GET", "CLIENT|SETNAME"), made once
+	// at init for span names (see observe.go).
+	operation string
 }
 
 // KeySpec is a Redis 7 key specification: where to start looking for keys
@@ -170,6 +173,7 @@ func Commands() []*Command {
 func init() {
 	for _, c := range commandTable {
 		setCategoryNames(c)
+		setOperation(c)
 	}
 	for name, f := range keyProcs {
 		if c := commandTable[name]; c != nil {

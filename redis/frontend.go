@@ -7,11 +7,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/metrics"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
 )
@@ -26,6 +26,12 @@ type Handler struct {
 	refused map[*Command]bool
 	m       *handlerMetrics
 	nextID  atomic.Int64
+	// upstreamAddr is the server.address of spans.
+	upstreamAddr string
+
+	// sessions are the client sessions being served, for GET /clients.
+	sessMu   sync.Mutex
+	sessions map[*session]struct{}
 
 	probeMu sync.Mutex // serialises proving new connection states (enter)
 	mu      sync.Mutex
@@ -57,9 +63,11 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	}
 	h := &Handler{
 		env: env, cfg: cfg, up: up, refused: refused,
-		m:      newHandlerMetrics(env),
-		lanes:  map[poolKey]*lanes{},
-		pinned: map[poolKey]*pool.Pool[*lane]{},
+		m:            newHandlerMetrics(env),
+		upstreamAddr: upstreamAddrOf(cfg.Upstream.AllAddresses()),
+		sessions:     map[*session]struct{}{},
+		lanes:        map[poolKey]*lanes{},
+		pinned:       map[poolKey]*pool.Pool[*lane]{},
 	}
 	return h, nil
 }
@@ -225,55 +233,19 @@ func (h *Handler) Stats() any {
 	return out
 }
 
-// handlerMetrics are the redis metric children of one listener, resolved
-// once per command name, so the hot path does one lock-free map read, not a
-// label hash.
+// handlerMetrics are the redis metrics of one listener: the recorder of
+// command results and durations (see observe.go), the clients gauge and the
+// pins counter.
 type handlerMetrics struct {
-	env      sidecar.Env
-	clients  prometheus.Gauge
-	pins     *prometheus.CounterVec
-	commands sync.Map // command name -> *commandMetrics
-}
-
-// Outcomes of a command, the values of the outcome label.
-const (
-	outcomeOK = iota
-	outcomeError
-	outcomeProxyError
-)
-
-var outcomeNames = [...]string{outcomeOK: "ok", outcomeError: "error", outcomeProxyError: "proxy_error"}
-
-type commandMetrics struct {
-	duration prometheus.Observer
-	outcomes [len(outcomeNames)]prometheus.Counter
+	rec     *metrics.RedisRecorder
+	clients prometheus.Gauge
+	pins    *prometheus.CounterVec
 }
 
 func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	return &handlerMetrics{
-		env:     env,
+		rec:     env.Metrics.RedisRecorder(env.Name),
 		clients: env.Metrics.RedisClients.WithLabelValues(env.Name),
 		pins:    env.Metrics.RedisPins,
 	}
-}
-
-// observe counts one answered command by outcome and records its latency;
-// commands the table does not know count as "unknown".
-func (hm *handlerMetrics) observe(c *Command, outcome int, start time.Time) {
-	name := "unknown"
-	if c != nil {
-		name = c.Name
-	}
-	v, ok := hm.commands.Load(name)
-	if !ok {
-		m := hm.env.Metrics
-		cm := &commandMetrics{duration: m.RedisCommandDuration.WithLabelValues(hm.env.Name, name)}
-		for o, label := range outcomeNames {
-			cm.outcomes[o] = m.RedisCommands.WithLabelValues(hm.env.Name, name, label)
-		}
-		v, _ = hm.commands.LoadOrStore(name, cm)
-	}
-	cm := v.(*commandMetrics)
-	cm.outcomes[outcome].Inc()
-	cm.duration.Observe(time.Since(start).Seconds())
 }

@@ -13,6 +13,11 @@ import (
 // errLaneClosed fails commands queued on an upstream connection that closed.
 var errLaneClosed = errors.New("redis: upstream connection closed")
 
+// errCommandTimeout fails the commands in flight on a connection whose
+// reply did not come within pool.command_timeout (wrapped with the
+// timeout); their outcome is timeout.
+var errCommandTimeout = errors.New("redis: no reply from upstream")
+
 // lane is one upstream connection. Writes are group-committed by the
 // sessions themselves, with no writer goroutine: a session appends its
 // commands to the lane's buffer (queue) and then flushes; if another session
@@ -181,7 +186,7 @@ func (l *lane) readLoop() {
 		rep, err := rr.Next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = fmt.Errorf("redis: no reply from upstream within %s", l.timeout)
+				err = fmt.Errorf("%w within %s", errCommandTimeout, l.timeout)
 			} else {
 				err = fmt.Errorf("redis: upstream: %w", err)
 			}

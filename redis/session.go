@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/outrigger/outrigger/metrics"
 	"github.com/outrigger/outrigger/policy"
 	"github.com/outrigger/outrigger/pool"
 	"github.com/outrigger/outrigger/sidecar"
@@ -89,6 +90,9 @@ type session struct {
 	in   peekConn      // the client, as the command reader reads it
 	wmu  sync.Mutex
 	w    *bufio.Writer
+
+	// view is what GET /clients shows of the session (clients.go).
+	view sessionView
 }
 
 // newSession makes the session of client; identity is its mTLS identity
@@ -109,6 +113,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 		Source:   sourceAddr(c.RemoteAddr()),
 	}
 	s.laneIdx = h.shared(s.key).assign()
+	s.publish()
 	return s
 }
 
@@ -116,6 +121,8 @@ func (s *session) run() {
 	cr := NewCommandReader(&s.in, s.h.cfg.MaxCommandBytes)
 	s.h.m.clients.Inc()
 	defer s.h.m.clients.Dec()
+	s.h.register(s)
+	defer s.h.forget(s)
 	defer s.finish() // also after a panic: a pinned connection is let go
 	for {
 		cmd, err := cr.Next()
@@ -123,7 +130,10 @@ func (s *session) run() {
 			s.readFailed(err)
 			return
 		}
-		if !s.dispatch(cmd) {
+		s.setState(viewActive)
+		ok := s.dispatch(cmd)
+		s.publish()
+		if !ok {
 			return
 		}
 		if cr.Buffered() == 0 {
@@ -132,6 +142,8 @@ func (s *session) run() {
 			// the client, before the reader waits for more.
 			s.flush()
 			s.drain()
+			s.publish()
+			s.setState(viewIdle)
 		}
 	}
 }
@@ -156,8 +168,9 @@ func (s *session) readFailed(err error) {
 	if s.passthrough {
 		return
 	}
+	// Counted as an unknown command that Outrigger could not serve.
 	sl := s.newSlot(nil)
-	sl.internal = true
+	sl.refusal = metrics.OutcomeProxyError
 	sl.error(msg)
 	s.out = append(s.out, sl)
 }
@@ -196,7 +209,6 @@ func (s *session) drain() {
 	if len(s.out) == 0 {
 		return
 	}
-	m := s.h.m
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.takeWriter()
@@ -211,26 +223,26 @@ func (s *session) drain() {
 			s.wait(sl)
 			s.wmu.Lock()
 		}
-		outcome := outcomeOK
+		outcome, reply := metrics.OutcomeOK, sl.buf
+		var errReply []byte
 		switch {
 		case sl.replace != "":
 			// EXEC of a transaction the policy aborted: the DISCARD sent
 			// in its place has run (or the connection failed, which
 			// discards it too).
-			outcome = outcomeError
-			s.w.Write(redcon.AppendError(nil, sl.replace))
+			outcome = metrics.OutcomeError
+			reply = redcon.AppendError(nil, sl.replace)
+			errReply = reply
 		case sl.err != nil:
-			outcome = outcomeProxyError
-			s.w.Write(redcon.AppendError(nil, errorLine(sl.err)))
-		default:
-			if len(sl.buf) > 0 && (sl.buf[0] == '-' || sl.buf[0] == '!') {
-				outcome = outcomeError
-			}
-			s.w.Write(sl.buf)
+			outcome = errOutcome(sl.err)
+			reply = redcon.AppendError(nil, errorLine(sl.err))
+			errReply = reply
+		case isErrorReply(sl.buf):
+			outcome = metrics.OutcomeError
+			errReply = sl.buf
 		}
-		if !sl.internal {
-			m.observe(sl.cmd, outcome, sl.start)
-		}
+		s.w.Write(reply)
+		s.record(sl, outcome, errReply, len(reply))
 		if sl == s.execSlot {
 			// The queued SELECT or AUTH ran only if EXEC ran the
 			// transaction (not EXECABORT, not a WATCH abort).
@@ -285,11 +297,12 @@ func (s *session) newSlot(cmd *Command) *slot {
 		sl = s.free[n-1]
 		s.free = s.free[:n-1]
 		sl.ready.Store(false)
-		sl.buf, sl.err, sl.blocking, sl.internal, sl.replace = sl.buf[:0], nil, false, false, ""
+		sl.buf, sl.err, sl.blocking, sl.replace = sl.buf[:0], nil, false, ""
+		sl.refusal, sl.rule, sl.span = metrics.OutcomeOK, "", nil
 	} else {
 		sl = &slot{wake: s.wake}
 	}
-	sl.cmd, sl.start = cmd, time.Now()
+	sl.cmd, sl.start, sl.db = cmd, time.Now(), s.key.db
 	return sl
 }
 
@@ -446,6 +459,8 @@ func (s *session) dispatch(cmd Cmd) bool {
 	}
 	c := Lookup(cmd.Args)
 	sl := s.newSlot(c)
+	s.view.lastRequest.Store(sl.start.UnixNano())
+	s.startSpan(sl)
 	if s.h.cfg.Auth.Required && !s.authed && !authFree(c) {
 		sl.error("NOAUTH Authentication required.")
 		s.enqueue(sl)
@@ -486,6 +501,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 			// WRONGPASS). Clients read an error reply to HELLO as "this
 			// server has no HELLO" and stay on RESP2 for good; close
 			// instead, as a server that is down would, and they reconnect.
+			s.record(sl, errOutcome(sl.err), redcon.AppendError(nil, errorLine(sl.err)), 0)
 			return false
 		}
 		s.local(sl, sent)
@@ -584,7 +600,9 @@ func (s *session) pin(reason string, sl *slot) bool {
 	p, err := s.h.pinnedPool(s.key)
 	if err == nil {
 		var lease *pool.Lease[*lane]
+		s.setState(viewWaiting)
 		lease, err = p.Acquire(s.ctx)
+		s.setState(viewActive)
 		if err == nil {
 			s.pinned, s.pinReason, s.dirty = lease, reason, false
 			s.h.m.pins.WithLabelValues(s.h.env.Name, reason).Inc()
@@ -654,39 +672,66 @@ func (s *session) startPassthrough(cmd Cmd, sl *slot, reason string) bool {
 		<-l.done
 		s.client.Close()
 	}()
-	s.h.m.observe(Lookup(cmd.Args), outcomeOK, sl.start)
 	l.send(cmd.Raw, nil)
+	s.record(sl, metrics.OutcomeOK, nil, 0)
 	return true
 }
 
 func (s *session) passthroughCommand(cmd Cmd) bool {
 	l := s.pinned.Conn()
 	c := Lookup(cmd.Args)
+	// The slot only carries the command's record: frames are not matched
+	// to commands here.
+	sl := s.newSlot(c)
+	defer s.releaseSlot(sl)
+	s.view.lastRequest.Store(sl.start.UnixNano())
+	s.startSpan(sl)
 	if c != nil && s.h.refused[c] {
-		s.writeNow(errorLine(refusedError(c)))
+		sl.refusal = metrics.OutcomeProxyError
+		s.writeNow(errorLine(refusedError(c)), sl)
 		return true
 	}
 	if d, enforced := s.pol.check(s.ctx, s.h.env.Policy, c, cmd.Args); enforced {
 		if d.Action != policy.Allow {
 			// Frames flow as the server sends them here, so the refusal
 			// goes out at once, as the refusal of a refused command does.
-			s.writeNow(d.RedisError())
+			sl.refusal, sl.rule = refusalOutcome(&d), d.Rule
+			s.writeNow(d.RedisError(), sl)
 			return true
 		}
-		if d.Delay > 0 && !sleepCtx(s.ctx, d.Delay) {
-			return false
+		if d.Delay > 0 {
+			s.setState(viewWaiting)
+			ok := sleepCtx(s.ctx, d.Delay)
+			s.setState(viewActive)
+			if !ok {
+				sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
+				s.record(sl, metrics.OutcomeRateLimited, nil, 0)
+				return false
+			}
 		}
 	}
 	l.send(cmd.Raw, nil)
+	s.record(sl, metrics.OutcomeOK, nil, 0)
 	return l.alive()
 }
 
-// writeNow writes an error line to a client in passthrough.
-func (s *session) writeNow(line string) {
+// writeNow writes an error line to a client in passthrough, the answer to
+// the command in sl, and records it.
+func (s *session) writeNow(line string, sl *slot) {
+	reply := redcon.AppendError(nil, line)
 	s.wmu.Lock()
-	s.w.Write(redcon.AppendError(nil, line))
+	s.w.Write(reply)
 	s.w.Flush()
 	s.wmu.Unlock()
+	s.record(sl, metrics.OutcomeError, reply, len(reply))
+}
+
+// refusalOutcome is the outcome of a command the policy refused.
+func refusalOutcome(d *policy.Decision) metrics.Outcome {
+	if d.Action == policy.RateLimited {
+		return metrics.OutcomeRateLimited
+	}
+	return metrics.OutcomeDenied
 }
 
 // applyDecision carries out the policy's decision on the command in sl
@@ -698,6 +743,7 @@ func (s *session) writeNow(line string) {
 // upstream connection are not held up.
 func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Action != policy.Allow {
+		sl.refusal, sl.rule = refusalOutcome(d), d.Rule
 		sl.error(d.RedisError())
 		if s.inMulti {
 			s.multiRefused = true
@@ -708,7 +754,14 @@ func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Delay > 0 {
 		s.flush()
 		s.drain()
-		if !sleepCtx(s.ctx, d.Delay) {
+		s.setState(viewWaiting)
+		ok := sleepCtx(s.ctx, d.Delay)
+		s.setState(viewActive)
+		if !ok {
+			// The client left while the rate limit held the command back:
+			// it never ran.
+			sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
+			s.record(sl, metrics.OutcomeRateLimited, nil, 0)
 			s.releaseSlot(sl)
 			return false
 		}

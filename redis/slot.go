@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/tidwall/redcon"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/outrigger/outrigger/metrics"
 )
 
 // slot is the place in a client's reply stream that one command's reply
@@ -25,11 +28,19 @@ type slot struct {
 	start time.Time
 	// blocking commands stop the upstream reply clock while they wait.
 	blocking bool
-	// internal slots (a protocol error) are not commands and are not counted.
-	internal bool
 	// replace, when set, is the error line written instead of the reply:
 	// the EXEC of a transaction the policy aborted, sent as DISCARD.
 	replace string
+
+	// What the command's record needs (observe.go). refusal is the outcome
+	// of an answer the session made in Redis's place for its own reasons
+	// (denied, rate_limited, proxy_error; OutcomeOK: the reply decides),
+	// rule the policy rule or rate limit behind a refusal, db the database
+	// the command ran in, span its span (nil with tracing off).
+	refusal metrics.Outcome
+	rule    string
+	db      int
+	span    trace.Span
 }
 
 // isDone reports whether the slot is answered.
