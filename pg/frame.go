@@ -38,17 +38,24 @@ func (e *ProtocolError) SQLState() string { return "08P01" }
 // Messages longer than max are refused before their body is read.
 //
 // Its buffer is borrowed from a pool while there is input and given back
-// when it runs dry: a reader waiting for input holds no buffer, only a
-// small array on its goroutine's stack. An idle client then costs little.
+// when it runs dry. A client's reader waits for input with only a small
+// array of its own (first), which a typical query fits, so an idle client
+// holds no buffer; a server's reader (size serverReadBuffer: servers are
+// few and their replies large) reads straight into the pool's buffer.
 type frameReader struct {
 	src   io.Reader
 	size  int
 	pool  *sync.Pool
-	buf   []byte // nil while empty
+	buf   []byte  // nil while empty
+	bufp  *[]byte // what the pool gave, to give back
 	r, w  int
 	max   int
 	spill []byte
+	first []byte // nil: read into a pool buffer even when empty
 }
+
+// firstReadSize is the array a client's reader waits with.
+const firstReadSize = 512
 
 var bufPools sync.Map // size -> *sync.Pool
 
@@ -61,7 +68,11 @@ func bufPool(size int) *sync.Pool {
 }
 
 func newFrameReader(r io.Reader, size, max int) *frameReader {
-	return &frameReader{src: r, size: size, pool: bufPool(size), max: max}
+	f := &frameReader{src: r, size: size, pool: bufPool(size), max: max}
+	if size < serverReadBuffer {
+		f.first = make([]byte, min(firstReadSize, size))
+	}
+	return f
 }
 
 // buffered reports how many bytes wait in the buffer.
@@ -70,10 +81,15 @@ func (f *frameReader) n() int { return f.w - f.r }
 // release gives the buffer back once it is empty.
 func (f *frameReader) release() {
 	if f.buf != nil && f.r == f.w {
-		b := f.buf[:cap(f.buf)]
-		f.pool.Put(&b)
-		f.buf, f.r, f.w = nil, 0, 0
+		f.pool.Put(f.bufp)
+		f.buf, f.bufp, f.r, f.w = nil, nil, 0, 0
 	}
+}
+
+// take borrows a buffer from the pool.
+func (f *frameReader) take() {
+	f.bufp = f.pool.Get().(*[]byte)
+	f.buf, f.r, f.w = (*f.bufp)[:f.size], 0, 0
 }
 
 // fill reads at least once more from src, waiting without a buffer when
@@ -83,15 +99,24 @@ func (f *frameReader) release() {
 // (a closed connection stays closed), and a deadline that expired is not
 // kept as if it always would.
 func (f *frameReader) fill() error {
-	if f.buf == nil {
-		var first [64]byte
-		n, err := f.src.Read(first[:])
+	if f.buf == nil && f.first != nil {
+		n, err := f.src.Read(f.first)
 		if n == 0 {
 			return err
 		}
-		f.buf = (*f.pool.Get().(*[]byte))[:f.size]
-		f.r, f.w = 0, copy(f.buf, first[:n])
+		f.take()
+		f.w = copy(f.buf, f.first[:n])
 		return nil
+	}
+	if f.buf == nil {
+		f.take()
+		n, err := f.src.Read(f.buf)
+		f.w = n
+		if n > 0 {
+			return nil
+		}
+		f.release()
+		return err
 	}
 	if f.r > 0 {
 		copy(f.buf, f.buf[f.r:f.w])
