@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -49,26 +51,30 @@ const (
 // (TLS, certificates, rejected configs, server connection errors) have
 // nothing to show when nothing fails that way.
 var panelsWithData = map[string]bool{
-	"Success rate (SLO 99.9 %)":                    true,
-	"Latency p95 / p99":                            true,
-	"Throughput":                                   true,
-	"Error budget burn rate (success SLO)":         true,
-	"Latency SLO: share over 250 ms":               true,
-	"Error replies from the server":                true,
-	"Pool saturation (worst instance)":             true,
-	"Pool connections by state vs size":            true,
-	"Clients waiting for a server connection":      true,
-	"Pool acquire wait p99":                        true,
-	"Upstream connect failures / health":           false,
-	"Config reloads rejected":                      false,
-	"Process restarts":                             true,
-	"Uptime":                                       true,
-	"Client connections: open, refused":            false,
-	"Redis command latency p99 by command":         true,
-	"Redis commands by command and outcome":        true,
-	"Postgres pins by reason":                      true,
-	"Redis pins by reason":                         true,
-	"Prepared statements: hits, misses, evictions": true,
+	"Success rate (SLO 99.9 %)":                          true,
+	"Latency p95 / p99":                                  true,
+	"Throughput":                                         true,
+	"Error budget burn rate (success SLO)":               true,
+	"Latency SLO: share over 250 ms":                     true,
+	"Error replies from the server":                      true,
+	"Pool saturation (worst instance)":                   true,
+	"Pool connections by state vs size":                  true,
+	"Clients waiting for a server connection":            true,
+	"Pool acquire wait p99":                              true,
+	"Upstream connect failures / health":                 true,
+	"Config reloads rejected":                            false,
+	"Process restarts":                                   true,
+	"Uptime":                                             true,
+	"Client connections: open, refused":                  false,
+	"Redis command latency p99 by command":               true,
+	"Redis commands by command and outcome":              true,
+	"Refused by policy, and timeouts":                    true,
+	"Requests failed in Outrigger, by outcome and class": true,
+	"Policy decisions by rule":                           true,
+	"Error replies by class":                             true,
+	"Postgres pins by reason":                            true,
+	"Redis pins by reason":                               true,
+	"Prepared statements: hits, misses, evictions":       true,
 	"Cancels": true,
 	"Postgres transactions and hold time p99": true,
 	"Bytes in / out":               true,
@@ -516,10 +522,14 @@ func TestPrometheusDeployFiles(t *testing.T) {
 }
 
 // TestPrometheusEndToEnd is the observability "done when": a real
-// Prometheus scrapes an Outrigger with a postgres and a redis listener under
-// load, loads the rules, and every dashboard query and every rule evaluates
-// against it; the key panels show data, and the error-budget alert of the
-// Redis listener (a tenth of whose commands the proxy refuses) goes pending.
+// Prometheus scrapes an Outrigger with a postgres and two redis listeners
+// under load, loads the rules, and every dashboard query and every rule
+// evaluates against it; the key panels show data. The policy denies a
+// statement and a command that the load sends, and rate-limits one
+// Postgres user, so every outcome but timeout has series. The error-budget
+// alert goes pending for the Redis listener whose upstream is down, and
+// stays quiet for the two listeners whose only failures are the policy's
+// refusals and the server's own error replies.
 func TestPrometheusEndToEnd(t *testing.T) {
 	integrationOnly(t)
 	promBin, err := exec.LookPath("prometheus")
@@ -555,12 +565,34 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	rd := testenv.StartRedis(t, testenv.RedisOptions{})
 	pgAddr, rdAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	// "down" proxies to an address nothing listens on.
+	downAddr, deadAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := pgProxyConfig(pgAddr, pg.Addr(), "transaction", 3, "") + fmt.Sprintf(`redis:
   - name: cache
     listen: %q
     upstream: {address: %q}
     pool: {size: 2}
-`, rdAddr, rd.Addr)
+  - name: down
+    listen: %q
+    upstream: {address: %q}
+    pool: {size: 1}
+policy:
+  default: allow
+  rules:
+    - name: appdb-no-ddl
+      when: {listener: appdb}
+      postgres: {statements: [select, insert, update, delete, transaction, set, show]}
+    - name: cache-load-keys
+      when: {listener: cache}
+      redis: {categories: ["@all"], keys: ["load:*"]}
+  rate_limits:
+    - name: appdb-superuser
+      when: {listener: appdb, user: postgres}
+      rate: 2
+      burst: 1
+      per: user
+      on_limit: reject
+`, rdAddr, rd.Addr, downAddr, deadAddr)
 	const anyAdmin = `admin: {listen: "127.0.0.1:0"}`
 	if !strings.Contains(cfg, anyAdmin) {
 		t.Fatalf("pgProxyConfig no longer starts with %s:\n%s", anyAdmin, cfg)
@@ -571,11 +603,11 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	t.Logf("servers up and scraped after %v", time.Since(start).Round(time.Millisecond))
 
 	loadStart := time.Now()
-	counts := driveLoad(t, p, rdAddr, 5*time.Second)
+	counts := driveLoad(t, p, rdAddr, downAddr, 5*time.Second)
 	t.Logf("load: %v in %v", counts, time.Since(loadStart).Round(time.Millisecond))
 
 	vars := map[string]string{
-		"job": "outrigger", "listener": "appdb|cache",
+		"job": "outrigger", "listener": "appdb|cache|down",
 		"__rate_interval": "1m", "__interval": "15s", "__range": "5m",
 	}
 	d := readDashboard(t)
@@ -583,8 +615,6 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	recording := readRules(t, recordingFile)
 	alerts := readRules(t, alertsFile)
 	for _, r := range recording {
-		// Under this load every recording rule has a series per listener
-		// (the pool one per pool).
 		qs = append(qs,
 			query{where: "recording rule " + r.Record, expr: r.Expr, mustHaveData: true, panel: r.Record},
 			query{where: "recorded series " + r.Record, expr: r.Record, mustHaveData: true, panel: r.Record + " (recorded)"})
@@ -644,6 +674,35 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			t.Errorf("panel %q: no query returned data", title)
 		}
 	}
+	// Under this load every recording rule has a series for each listener:
+	// the pool rule only for the postgres one, which has pools, and the
+	// refusals only where the policy refused something.
+	for _, r := range recording {
+		want := []string{"appdb", "cache", "down"}
+		switch r.Record {
+		case "outrigger:pool_in_use:ratio":
+			want = []string{"appdb"}
+		case "outrigger:requests_refused:rate5m":
+			want = []string{"appdb", "cache"}
+		}
+		got, err := prom.labelValues(r.Record, "listener")
+		if err != nil {
+			t.Errorf("%s: %v", r.Record, err)
+			continue
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: series for listeners %v, want %v", r.Record, got, want)
+		}
+	}
+	// The SLI leaves the refused requests out, and counts only what
+	// Outrigger failed: nothing on appdb and cache, everything on down.
+	for listener, want := range map[string]float64{"appdb": 0, "cache": 0, "down": 1} {
+		v, err := prom.value(fmt.Sprintf(`outrigger:requests_failed:ratio_rate5m{listener=%q}`, listener))
+		if err != nil || v != want {
+			t.Errorf("outrigger:requests_failed:ratio_rate5m{listener=%q} = %v (%v), want %v", listener, v, err, want)
+		}
+	}
+
 	var quiet []string
 	for p := range empty {
 		if !anyData[p] {
@@ -653,47 +712,57 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	sort.Strings(quiet)
 	t.Logf("%d expressions evaluated; with no data under this load (nothing failed that way): %s", len(qs), strings.Join(quiet, "; "))
 
-	// The refused DEBUG commands are a tenth of the Redis listener's
-	// traffic: its fast error-budget alert is pending (for: 2m).
+	// Every command of "down" fails in the proxy: its fast error-budget
+	// alert is pending (for: 2m), and so is the alert on its upstream.
+	// appdb and cache refuse a tenth of their requests by policy (and get
+	// a twentieth and a fifteenth back as the server's error replies),
+	// which burns nothing.
 	alertsNow, err := prom.alerts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
+	var burning, unreachable bool
 	for _, a := range alertsNow {
-		if a.Labels["alertname"] == "OutriggerErrorBudgetBurnFast" && a.Labels["listener"] == "cache" {
-			found = a.State == "pending" || a.State == "firing"
-		}
-		if a.Labels["listener"] == "appdb" && strings.HasPrefix(a.Labels["alertname"], "OutriggerErrorBudget") {
-			t.Errorf("alert %s is %s for appdb, which the proxy failed nothing of", a.Labels["alertname"], a.State)
+		active := a.State == "pending" || a.State == "firing"
+		switch {
+		case a.Labels["alertname"] == "OutriggerErrorBudgetBurnFast" && a.Labels["listener"] == "down":
+			burning = active
+		case a.Labels["alertname"] == "OutriggerUpstreamUnreachable" && a.Labels["listener"] == "down":
+			unreachable = active
+		case a.Labels["listener"] != "down" && strings.HasPrefix(a.Labels["alertname"], "OutriggerErrorBudget"):
+			t.Errorf("alert %s is %s for %s, which the proxy failed nothing of", a.Labels["alertname"], a.State, a.Labels["listener"])
 		}
 	}
-	if !found {
-		for _, e := range []string{"outrigger:requests_failed:ratio_rate5m", "outrigger:requests_failed:ratio_rate1h"} {
+	if !burning || !unreachable {
+		for _, e := range []string{"outrigger:requests_failed:ratio_rate5m", "outrigger:requests_failed:ratio_rate1h", "outrigger_upstream_healthy"} {
 			var d struct {
 				Result []json.RawMessage `json:"result"`
 			}
 			err := prom.api("/api/v1/query", url.Values{"query": {e}}, &d)
 			t.Logf("%s: %v %s", e, err, d.Result)
 		}
-		t.Errorf("OutriggerErrorBudgetBurnFast is not pending for listener cache; alerts: %+v", alertsNow)
+		t.Errorf("OutriggerErrorBudgetBurnFast (%v) and OutriggerUpstreamUnreachable (%v) should both be pending for listener down; alerts: %+v",
+			burning, unreachable, alertsNow)
 	}
 	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
 }
 
 // loadCounts is what driveLoad did.
 type loadCounts struct {
-	PGQueries, PGErrors, PGCancels, RedisCommands, RedisRefused, RedisErrors int64
+	PGQueries, PGErrors, PGCancels, PGDenied, PGRateLimited int64
+	RedisCommands, RedisDenied, RedisErrors, DownFailed     int64
 }
 
 // driveLoad sends Postgres round trips (prepared statements, transactions,
-// errors, a pin, cancels) and Redis commands (pipelines, MULTI, error
-// replies, refused commands) through the proxy for d.
-func driveLoad(t *testing.T, p *pgProxy, rdAddr string, d time.Duration) loadCounts {
+// errors, a pin, cancels, statements the policy denies or rate-limits) and
+// Redis commands (pipelines, MULTI, error replies, commands the policy
+// denies) through the proxy for d, and commands to the Redis listener at
+// downAddr, whose upstream is unreachable.
+func driveLoad(t *testing.T, p *pgProxy, rdAddr, downAddr string, d time.Duration) loadCounts {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var c struct{ pgQ, pgE, pgC, rdC, rdR, rdE atomic.Int64 }
+	var c struct{ pgQ, pgE, pgC, pgD, pgR, rdC, rdD, rdE, downF atomic.Int64 }
 	var wg sync.WaitGroup
 	fail := make(chan error, 32)
 	report := func(err error) {
@@ -718,6 +787,15 @@ func driveLoad(t *testing.T, p *pgProxy, rdAddr string, d time.Duration) loadCou
 					if err != nil && ctx.Err() == nil && sqlState(err) == "22012" {
 						c.pgE.Add(1)
 						continue
+					}
+				case n%10 == 5: // DDL, which the policy denies
+					_, err = conn.Exec(ctx, "CREATE TABLE denied_by_policy ()")
+					if err != nil && ctx.Err() == nil && sqlState(err) == "42501" {
+						c.pgD.Add(1)
+						continue
+					}
+					if err == nil {
+						err = errors.New("CREATE TABLE passed the policy")
 					}
 				case n%5 == 0: // a transaction
 					err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -776,7 +854,37 @@ func driveLoad(t *testing.T, p *pgProxy, rdAddr string, d time.Duration) loadCou
 		}
 	}()
 
-	// Redis: four clients; every tenth command is refused by the proxy.
+	// A superuser client, rate-limited to 2 statements a second.
+	limited, err := pgx.Connect(ctx, p.dsn("postgres", "postgres", "app"))
+	if err != nil {
+		t.Fatalf("connect as postgres: %v", err)
+	}
+	t.Cleanup(func() { limited.Close(context.Background()) })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			_, err := limited.Exec(ctx, "SELECT 1")
+			switch {
+			case err == nil:
+				c.pgQ.Add(1)
+			case sqlState(err) == "53400":
+				c.pgR.Add(1)
+			case done(err):
+				return
+			default:
+				report(fmt.Errorf("rate-limited client: %w", err))
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+
+	// Redis: four clients; the policy denies every tenth command (a key
+	// outside load:*).
 	for i := range 4 {
 		rc := proxyClient(t, rdAddr, 3)
 		wg.Add(1)
@@ -787,10 +895,13 @@ func driveLoad(t *testing.T, p *pgProxy, rdAddr string, d time.Duration) loadCou
 				var err error
 				switch {
 				case n%10 == 0:
-					err = rc.Do(ctx, "debug", "sleep", "0").Err()
-					if err != nil && strings.Contains(err.Error(), "refused") {
-						c.rdR.Add(1)
+					err = rc.Get(ctx, "secret").Err()
+					if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+						c.rdD.Add(1)
 						continue
+					}
+					if err == nil || errors.Is(err, redis.Nil) {
+						err = errors.New("GET secret passed the policy")
 					}
 				case n%15 == 1:
 					rc.Set(ctx, key+":s", "text", 0)
@@ -830,13 +941,57 @@ func driveLoad(t *testing.T, p *pgProxy, rdAddr string, d time.Duration) loadCou
 			}
 		}()
 	}
+	// "down": one client over raw RESP (a client library would give up
+	// at its handshake); every GET gets an error reply from the proxy.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var dl net.Dialer
+		conn, err := dl.DialContext(ctx, "tcp", downAddr)
+		if err != nil {
+			report(fmt.Errorf("dial down: %w", err))
+			return
+		}
+		defer conn.Close()
+		context.AfterFunc(ctx, func() { conn.Close() })
+		r := bufio.NewReader(conn)
+		for ctx.Err() == nil {
+			if _, err := io.WriteString(conn, "*2\r\n$3\r\nGET\r\n$9\r\nload:down\r\n"); err != nil {
+				if ctx.Err() == nil {
+					report(fmt.Errorf("down: %w", err))
+				}
+				return
+			}
+			line, err := r.ReadString('\n')
+			if err != nil {
+				if ctx.Err() == nil {
+					report(fmt.Errorf("down: %w", err))
+				}
+				return
+			}
+			if !strings.HasPrefix(line, "-") {
+				report(fmt.Errorf("down: GET got %q, want an error reply", line))
+				return
+			}
+			c.downF.Add(1)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
 	wg.Wait()
 	close(fail)
 	for err := range fail {
 		t.Error(err)
 	}
-	lc := loadCounts{c.pgQ.Load(), c.pgE.Load(), c.pgC.Load(), c.rdC.Load(), c.rdR.Load(), c.rdE.Load()}
-	if lc.PGQueries == 0 || lc.PGErrors == 0 || lc.PGCancels == 0 || lc.RedisCommands == 0 || lc.RedisRefused == 0 || lc.RedisErrors == 0 {
+	lc := loadCounts{
+		PGQueries: c.pgQ.Load(), PGErrors: c.pgE.Load(), PGCancels: c.pgC.Load(), PGDenied: c.pgD.Load(), PGRateLimited: c.pgR.Load(),
+		RedisCommands: c.rdC.Load(), RedisDenied: c.rdD.Load(), RedisErrors: c.rdE.Load(), DownFailed: c.downF.Load(),
+	}
+	if lc.PGQueries == 0 || lc.PGErrors == 0 || lc.PGCancels == 0 || lc.PGDenied == 0 || lc.PGRateLimited == 0 ||
+		lc.RedisCommands == 0 || lc.RedisDenied == 0 || lc.RedisErrors == 0 || lc.DownFailed == 0 {
 		t.Fatalf("the load did not do everything it should: %+v", lc)
 	}
 	return lc
@@ -983,6 +1138,46 @@ func (s *promServer) query(expr string) (int, error) {
 		return 1, nil
 	}
 	return len(d.Result), nil
+}
+
+// value evaluates expr now and returns its one sample's value.
+func (s *promServer) value(expr string) (float64, error) {
+	var d struct {
+		Result []struct {
+			Value [2]any `json:"value"`
+		} `json:"result"`
+	}
+	if err := s.api("/api/v1/query", url.Values{"query": {expr}}, &d); err != nil {
+		return 0, err
+	}
+	if len(d.Result) != 1 {
+		return 0, fmt.Errorf("%s: %d samples, want 1", expr, len(d.Result))
+	}
+	v, _ := d.Result[0].Value[1].(string)
+	var f float64
+	_, err := fmt.Sscan(v, &f)
+	return f, err
+}
+
+// labelValues evaluates expr now and returns the sorted distinct values of
+// label in its result.
+func (s *promServer) labelValues(expr, label string) ([]string, error) {
+	var d struct {
+		Result []struct {
+			Metric map[string]string `json:"metric"`
+		} `json:"result"`
+	}
+	if err := s.api("/api/v1/query", url.Values{"query": {expr}}, &d); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range d.Result {
+		if v := r.Metric[label]; !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 type promRule struct {

@@ -62,7 +62,7 @@ type Metrics struct {
 
 	// Redis frontend, labelled by listener; command names come from the
 	// command table ("unknown" for the rest).
-	RedisCommands *prometheus.CounterVec
+	//
 	// RedisCommandResults counts commands by outcome (see Outcome) and
 	// error_class (RedisErrorClass); RedisRecorder updates it.
 	RedisCommandResults  *prometheus.CounterVec
@@ -73,7 +73,7 @@ type Metrics struct {
 
 	// Postgres frontend, labelled by listener and pool (database/user of a
 	// pool whose credentials a server accepted; at most 256 per listener).
-	PGQueries *prometheus.CounterVec
+	//
 	// PGQueryResults counts round trips by outcome (see Outcome) and
 	// error_class (SQLStateClass); PGPoolRecorder updates it.
 	PGQueryResults        *prometheus.CounterVec
@@ -166,9 +166,6 @@ func New(info BuildInfo) *Metrics {
 		HTTPRetriesExhausted: f.counterVec("http", "retry_budget_exhausted_total",
 			"Retries skipped because the listener's retry budget was spent.", "listener", "route"),
 
-		RedisCommands: f.counterVec("redis", "commands_total",
-			"Redis commands answered, by command and outcome: ok, error (the server's error reply), proxy_error (refused by the proxy, upstream unavailable, timeout).",
-			"listener", "command", "outcome"),
 		RedisCommandResults: f.counterVec("redis", "command_results_total",
 			"Redis commands answered, by command, outcome (ok, error, proxy_error, denied, rate_limited, timeout) and error_class (the error reply's code from a fixed list, other, or none).",
 			"listener", "command", "outcome", "error_class"),
@@ -183,9 +180,6 @@ func New(info BuildInfo) *Metrics {
 			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",
 			"listener", "reason"),
 
-		PGQueries: f.counterVec("pg", "queries_total",
-			"Query round trips (a simple Query, or an extended-protocol batch up to Sync) by pool and outcome: ok, error (the server's ErrorResponse), proxy_error (refused by Outrigger).",
-			"listener", "pool", "outcome"),
 		PGQueryResults: f.counterVec("pg", "query_results_total",
 			"Query round trips by pool, outcome (ok, error, proxy_error, denied, rate_limited, timeout) and error_class (the SQLSTATE class of the error the client got, other, or none).",
 			"listener", "pool", "outcome", "error_class"),
@@ -267,8 +261,8 @@ func (m *Metrics) ForgetListener(name string) {
 		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
-		m.RedisCommands, m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
-		m.PGQueries, m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
+		m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
+		m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
 		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
 		m.PolicyDecisions,
 	} {
