@@ -28,6 +28,22 @@
 // after its earlier commands are flushed, so the clients sharing its
 // upstream connection are not held up. The engine writes the decision log.
 //
+// Every command ends in one record (observe.go) when its reply is
+// written: its outcome (ok, error, proxy_error, denied, rate_limited,
+// timeout) and duration through the listener's metrics.RedisRecorder, the
+// error_class being the first word of the error reply from a fixed list; a
+// line of the access log when sidecar.AccessLog.Want says so; and the end
+// of its span when the tracer is on (started when the command is read, a
+// trace root: RESP carries no trace context). The command is always named
+// from the command table ("unknown" for a command it lacks); keys, values
+// and other arguments never reach a metric, a log line or a span. A slot
+// carries what the record needs (the refusal's outcome and rule, the
+// database, the span); the access log entry is built only when the line is
+// wanted, so an ok command allocates nothing. The Handler keeps its
+// sessions for GET /clients (clients.go): each session publishes its state
+// and last command time in atomics and its user, database and pin reason
+// under a lock when they change.
+//
 // The command table (commands.go, keys.go, blocking.go, flags.go,
 // category.go, and commands_gen.go, which is generated from a live
 // server's COMMAND reply by internal/gencommands) describes every command
