@@ -254,3 +254,45 @@ func TestRedisAdminClients(t *testing.T) {
 		return false
 	})
 }
+
+// A command whose reply does not come within pool.command_timeout (the
+// server is paused) ends with outcome timeout, in the metric and the
+// access log.
+func TestRedisCommandTimeoutOutcome(t *testing.T) {
+	integrationOnly(t)
+	up := testenv.StartRedis(t, testenv.RedisOptions{})
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	listen := testenv.FreeAddr(t)
+	o := startOutrigger(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+access_log: {enabled: true, output: %q, sample_rate: 0, slow_threshold: 10s}
+redis:
+  - name: %s
+    listen: %s
+    upstream: {address: %s, connect_timeout: 2s}
+    pool: {size: 1, command_timeout: 200ms}
+`, logPath, redisListener, listen, up.Addr))
+	ctx := testCtx(t, 30*time.Second)
+	app := rpDial(t, listen)
+	if got := app.do("PING"); got != "+PONG" {
+		t.Fatalf("PING = %s", got)
+	}
+	direct := up.Client(t)
+	if err := direct.Do(ctx, "CLIENT", "PAUSE", "2000", "ALL").Err(); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	if got := app.do("GET", roMarker+":key"); !strings.HasPrefix(got, "-ERR") || !strings.Contains(got, "no reply from upstream") {
+		t.Fatalf("GET on a paused server = %s, want the timeout error", got)
+	}
+	series := `outrigger_redis_command_results_total{command="get",error_class="ERR",listener="rd",outcome="timeout"}`
+	if v := o.metric(series); v != 1 {
+		t.Errorf("%s = %v, want 1", series, v)
+	}
+	var lines []map[string]any
+	eventually(t, "the timeout's access log line", func() bool {
+		lines = accessLines(t, logPath)
+		return len(lines) >= 1
+	})
+	if l := lines[0]; len(lines) != 1 || l["kind"] != "get" || l["outcome"] != "timeout" || l["code"] != "ERR" {
+		t.Errorf("access log: %v", lines)
+	}
+}

@@ -21,7 +21,8 @@ import (
 // needs (the entry, the database index as text, the span's attributes) is
 // made only when the access log wants the line or the tracer is on, so an
 // ok command that is neither logged nor traced costs the recorder's two
-// atomic updates and no allocation.
+// series lookups and updates and the access log's Want, and allocates
+// nothing.
 //
 // The outcome (outcomeOf):
 //
@@ -74,7 +75,7 @@ func (s *session) startSpan(sl *slot) {
 	if !t.Enabled() {
 		return
 	}
-	op := strings.ToUpper(unknownCommand)
+	op := "UNKNOWN"
 	if sl.cmd != nil {
 		op = sl.cmd.operation
 	}
