@@ -121,8 +121,8 @@ redis:
 	}
 
 	_, body := o.admin("/metrics")
-	if !strings.Contains(body, `outrigger_pg_queries_total{listener="appdb"`) || !strings.Contains(body, `outrigger_redis_commands_total{command="get",listener="cache"`) {
-		t.Fatalf("the traffic was not counted:\n%s", grepLines(body, "queries_total|commands_total"))
+	if !strings.Contains(body, `outrigger_pg_query_results_total{error_class="none",listener="appdb"`) || !strings.Contains(body, `outrigger_redis_command_results_total{command="get",error_class="none",listener="cache"`) {
+		t.Fatalf("the traffic was not counted:\n%s", grepLines(body, "query_results_total|command_results_total"))
 	}
 	if i := strings.Index(strings.ToLower(body), strings.ToLower(labelMarker)); i >= 0 {
 		t.Errorf("/metrics holds client input: %q", body[max(0, i-200):min(len(body), i+100)])

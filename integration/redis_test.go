@@ -1471,7 +1471,7 @@ func TestRedisAdminAndMetrics(t *testing.T) {
 	p := startRedisProxy(t, testenv.RedisOptions{}, 2)
 	ctx := testCtx(t, 30*time.Second)
 	rdb := p.client(t, 3)
-	series := fmt.Sprintf(`outrigger_redis_commands_total{command="get",listener="%s",outcome="ok"}`, redisListener)
+	series := fmt.Sprintf(`outrigger_redis_command_results_total{command="get",error_class="none",listener="%s",outcome="ok"}`, redisListener)
 	before := p.o.metric(series)
 	if before < 0 {
 		before = 0
@@ -1491,7 +1491,7 @@ func TestRedisAdminAndMetrics(t *testing.T) {
 	if err := rdb.Incr(ctx, "m:k").Err(); err == nil {
 		t.Fatal("INCR of a string succeeded")
 	}
-	errSeries := fmt.Sprintf(`outrigger_redis_commands_total{command="incr",listener="%s",outcome="error"}`, redisListener)
+	errSeries := fmt.Sprintf(`outrigger_redis_command_results_total{command="incr",error_class="ERR",listener="%s",outcome="error"}`, redisListener)
 	eventually(t, "INCR counted as error", func() bool { return p.o.metric(errSeries) >= 1 })
 	if v := p.o.metric(fmt.Sprintf(`outrigger_redis_clients{listener="%s"}`, redisListener)); v < 1 {
 		t.Errorf("outrigger_redis_clients = %v, want >= 1", v)

@@ -91,7 +91,11 @@ func (h *Handler) upstreamAddr() string {
 }
 
 // outcomeOf is the outcome of a round trip that ended with the error e
-// (nil: none) and, for an error from the server, code.
+// Outrigger answered itself (nil: none) and, for an error from the server,
+// code. Outrigger's own errors are proxy_error (no server could be had, a
+// limit of Outrigger's, what a pool mode cannot carry, a lost server),
+// except those it gives in Postgres's place for the client's own mistake
+// or request, which Postgres would have given too: error.
 func outcomeOf(e *Error, code string, timedOut bool) metrics.Outcome {
 	switch {
 	case e != nil && e.refusal:
@@ -99,10 +103,10 @@ func outcomeOf(e *Error, code string, timedOut bool) metrics.Outcome {
 			return metrics.OutcomeDenied
 		}
 		return metrics.OutcomeRateLimited
-	case e != nil && e.Code == codeTooManyConnections:
-		return metrics.OutcomeProxyError // no server could be had
-	case e != nil:
+	case e != nil && (e.Code == "26000" || e.Code == "42P05" || e.Code == codeQueryCanceled):
 		return metrics.OutcomeError
+	case e != nil:
+		return metrics.OutcomeProxyError
 	case code == codeQueryCanceled && timedOut:
 		return metrics.OutcomeTimeout
 	case code != "":

@@ -91,6 +91,11 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	closing := s.closing && errors.Is(err, os.ErrDeadlineExceeded)
 	clean := s.q.empty() && !s.open && !s.copying
 	pinned := s.pinned != ""
+	var lost *item
+	if it := s.q.front(); it != nil {
+		c := *it
+		lost = &c
+	}
 	srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	s.q.reset()
@@ -114,6 +119,10 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	// been connected to that server. The session ends with it: nothing the
 	// client sent after may run on another server.
 	s.dead = true
+	if lost != nil {
+		// The round trip in flight is lost with the server.
+		s.record(lost.start, lost.obs, errServerLost, "")
+	}
 	if !s.fatalSent {
 		e := fatalf(codeConnectionFailure, "server connection lost: %v", err)
 		if errors.Is(err, errServerDesync) {
