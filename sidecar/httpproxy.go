@@ -20,6 +20,7 @@ import (
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/metrics"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HTTP proxy tunables that the config does not expose.
@@ -216,7 +217,9 @@ func (p *HTTPProxy) newRoute(rc config.Route, errLog *log.Logger) (*httpRoute, e
 			pr.SetXForwarded()
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = rt.keys[rt.up.Addrs()[0]] // the RoundTripper picks the real one per attempt
-			ensureTraceparent(pr.Out.Header)
+			if !InjectHTTP(pr.In.Context(), pr.Out.Header) {
+				ensureTraceparent(pr.Out.Header)
+			}
 		},
 		Transport:    &retryTransport{rt: rt, budget: p.budget},
 		BufferPool:   proxyBuffers{},
@@ -360,11 +363,20 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, start: time.Now(), duration: rt.duration}
+	var span trace.Span
+	if p.env.Tracer.Enabled() {
+		var ctx context.Context
+		ctx, span = p.env.Tracer.StartHTTP(r.Context(), r, p.env.Name, rt.label)
+		r = r.WithContext(ctx)
+	}
 	defer func() {
 		if sw.code == 0 { // the proxy gave up without a response (panicked with ErrAbortHandler)
 			sw.duration.Observe(time.Since(sw.start).Seconds())
 		}
 		rt.requests.WithLabelValues(codeClass(sw.code)).Inc()
+		if span != nil {
+			EndHTTP(span, sw.code)
+		}
 	}()
 	rt.proxy.ServeHTTP(sw, r)
 }
