@@ -39,6 +39,9 @@ func contestantColor(id string) color.Color {
 		return color.RGBA{R: 0xee, G: 0x77, B: 0x33, A: 0xff}
 	case Outrigger:
 		return color.RGBA{R: 0x22, G: 0x88, B: 0x33, A: 0xff}
+	case OutriggerLogged:
+		// Outrigger's green, lighter: the same proxy with its access log on.
+		return color.RGBA{R: 0x77, G: 0xbb, B: 0x77, A: 0xff}
 	}
 	return color.Black
 }
@@ -83,6 +86,17 @@ func WriteCharts(dir string, r *Results, s *Summary) ([]string, error) {
 	return written, nil
 }
 
+// chartName is a contestant's name under its bar: a parenthesis goes on a
+// line of its own ("Outrigger\n(access log 1 %)"), so five names fit under
+// a panel without running into each other.
+func chartName(r *Results, id string) string {
+	name := r.Contestant(id).Name
+	if i := strings.Index(name, " ("); i > 0 {
+		return name[:i] + "\n" + name[i+1:]
+	}
+	return name
+}
+
 // panelFunc draws one case's panel.
 type panelFunc func(pl *plot.Plot, r *Results, row *Row) error
 
@@ -108,7 +122,7 @@ func casePanels(path, title string, r *Results, s *Summary, p string, draw1 pane
 		pl.Y.Tick.Label.Font.Size = axisSize
 		var names []string
 		for _, st := range row.Stats {
-			names = append(names, r.Contestant(st.Contestant).Name)
+			names = append(names, chartName(r, st.Contestant))
 		}
 		pl.NominalX(names...)
 		pl.Y.Min = 0
@@ -267,7 +281,12 @@ func idleChart(path string, r *Results) error {
 		pl.Y.Tick.Label.Font.Size = axisSize
 		pl.Y.Min = 0
 		pl.Y.Tick.Marker = compactTicks{}
-		lineup := r.Lineup[p]
+		var lineup []string
+		for _, c := range r.Lineup[p] {
+			if MeasuresIdle(c) {
+				lineup = append(lineup, c)
+			}
+		}
 		var names []string
 		for _, c := range lineup {
 			names = append(names, r.Contestant(c).Name)

@@ -132,9 +132,10 @@ func orDash(s string) string {
 const methodText = `## How the numbers are taken
 
 - **Interleaved rounds.** Each round runs every case against every contestant in turn
-  (direct, HAProxy, the peer, Outrigger; then the next case), so drift in the machine's
-  load spreads over all contestants instead of landing on one. A cell is the median over
-  the rounds; min–max shows the spread. A quick run has one round, so no spread.
+  (direct, HAProxy, the peer, Outrigger, Outrigger with its access log on; then the next
+  case), so drift in the machine's load spreads over all contestants instead of landing
+  on one. A cell is the median over the rounds; min–max shows the spread. A quick run
+  has one round, so no spread.
 - **Postgres** cases are pgbench (scale 10, ` + "`-j 2`" + `, ` + "`-n`" + `; the harness vacuums the pgbench
   tables and empties pgbench_history directly on the server before each TPC-B run, so
   every contestant starts from the same state). ops/s is pgbench's tps (for ` + "`-C`" + `,
@@ -154,17 +155,27 @@ const methodText = `## How the numbers are taken
   authentication (Postgres: pgconn, SCRAM) or send one PING (Redis) and then stay quiet,
   waits 2 s and reads VmRSS again; then it opens more, up to 5000, and reads it once
   more. The figure is (after − before) / clients. Direct Redis is redis-server's own
-  figure; direct Postgres has none (a backend process per connection).
-- **Targets** are those of issues 3 (Postgres), 4 (Redis) and 7 (this harness), checked
-  against the medians of this run. A target is met when every case it names is met;
-  a case where Outrigger ran and the reference failed counts as met, and one where
-  Outrigger failed and the reference ran counts as not met.
+  figure; direct Postgres has none (a backend process per connection). Outrigger with
+  its access log on is not measured apart: an idle client logs nothing.
+- **The access log's cost.** "Outrigger (access log 1 %)" is a second Outrigger
+  process, the same binary with the same config plus ` + "`access_log`" + ` on (sample_rate
+  0.01, slow_threshold 1s, written to a file); metrics are on in both. It runs in
+  every round next to the plain one, so the ratio of the two medians is the cost of
+  the access log under the same machine load.
+- **Targets** are those of issues 3 (Postgres), 4 (Redis), 6 (what the access log
+  costs) and 7 (this harness), checked against the medians of this run. A target is
+  met when every case it names is met; a case where Outrigger ran and the reference
+  failed counts as met, and one where Outrigger failed and the reference ran counts as
+  not met. A cost target (issue 6) compares Outrigger with itself, so a case where
+  plain Outrigger has no numbers is n/a.
 
 ## Reading the tables
 
 - ×direct and ×peer divide the contestant's figure by direct's and by the peer's
   (PgBouncer for Postgres, twemproxy for Redis). For ops/s higher is better; for
   latency lower is better. "—" is a contestant against itself, "–" a missing figure.
+  The access-log variant is never a reference column; its ratio to plain Outrigger is
+  in the issue 6 targets.
 - On a machine with few cores, the load generator, the proxy and the server share the
   CPUs, so a proxy's CPU cost shows up directly as lost throughput; that is the point of
   the comparison, but the absolute numbers are lower than on a bigger machine.

@@ -21,7 +21,16 @@ const (
 	PgBouncer = "pgbouncer"
 	Twemproxy = "twemproxy"
 	Outrigger = "outrigger"
+	// OutriggerLogged is Outrigger with the same binary and config but its
+	// access log on (1 % of requests sampled to a file): the cost of the
+	// access log is its throughput against Outrigger's in the same run.
+	OutriggerLogged = "outrigger-logged"
 )
+
+// MeasuresIdle reports whether the memory per idle client is measured for
+// contestant id. OutriggerLogged is not: an idle client writes no access
+// log line, so its figure would be Outrigger's again.
+func MeasuresIdle(id string) bool { return id != OutriggerLogged }
 
 // Results is everything one run of the harness measured: what ran, on what,
 // and every individual measurement. It is written to results.json as is, and
@@ -41,7 +50,7 @@ type Results struct {
 	Cases       []CaseInfo       `json:"cases"`
 	Contestants []ContestantInfo `json:"contestants"`
 	// Lineup is the contestants of each protocol in table order: direct,
-	// HAProxy, the peer, Outrigger.
+	// HAProxy, the peer, Outrigger, Outrigger with its access log on.
 	Lineup map[string][]string `json:"lineup"`
 	// Peer is the pooler users would otherwise pick, per protocol.
 	Peer map[string]string `json:"peer"`

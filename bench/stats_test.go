@@ -69,7 +69,8 @@ func TestPercentile(t *testing.T) {
 }
 
 // sampleResults is a small run: two Postgres cases, one Redis case, three
-// rounds, with an unavailable contestant, a failing one and a partial one.
+// rounds, with an unavailable contestant, a failing one and a partial one,
+// and Outrigger with its access log on for Redis.
 func sampleResults() *Results {
 	r := &Results{
 		Mode: "quick", Rounds: 3, Command: "make bench-quick",
@@ -84,10 +85,13 @@ func sampleResults() *Results {
 		Contestants: []ContestantInfo{
 			{ID: Direct, Name: "direct"}, {ID: HAProxy, Name: "HAProxy"}, {ID: PgBouncer, Name: "PgBouncer"},
 			{ID: Twemproxy, Name: "twemproxy"}, {ID: Outrigger, Name: "Outrigger"},
+			{ID: OutriggerLogged, Name: "Outrigger (access log 1 %)"},
 		},
+		// The access-log variant runs for Redis only here, so the
+		// Postgres tables show the lineup without it.
 		Lineup: map[string][]string{
 			Postgres: {Direct, HAProxy, PgBouncer, Outrigger},
-			Redis:    {Direct, HAProxy, Twemproxy, Outrigger},
+			Redis:    {Direct, HAProxy, Twemproxy, Outrigger, OutriggerLogged},
 		},
 		Peer: map[string]string{Postgres: PgBouncer, Redis: Twemproxy},
 	}
@@ -113,6 +117,7 @@ func sampleResults() *Results {
 	add("redis-get-c50", HAProxy, 90000, 95000, 92000)
 	add("redis-get-c50", Twemproxy, 100000, 98000, 99000)
 	add("redis-get-c50", Outrigger, 120000, 125000, 118000)
+	add("redis-get-c50", OutriggerLogged, 118000, 116000, 117000)
 	for _, m := range []Idle{
 		{Protocol: Postgres, Contestant: PgBouncer, Clients: 1000, BaseKiB: 8000, RSSKiB: 9000, PerClientKiB: 1},
 		{Protocol: Postgres, Contestant: PgBouncer, Clients: 5000, BaseKiB: 8000, RSSKiB: 12500, PerClientKiB: 0.9},

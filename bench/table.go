@@ -150,6 +150,9 @@ func WriteIdleTable(w io.Writer, r *Results, fn *Footnotes) {
 	fmt.Fprintf(w, " ×peer at %d |\n%s--:|\n", last, sep)
 	for _, p := range []string{Postgres, Redis} {
 		for _, c := range r.Lineup[p] {
+			if !MeasuresIdle(c) {
+				continue
+			}
 			var ms []Idle
 			for _, m := range r.Idle {
 				if m.Protocol == p && m.Contestant == c {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"flag"
+	"image/color"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -91,6 +92,33 @@ func TestCaseTableCells(t *testing.T) {
 	}
 	if fn.Len() != 3 {
 		t.Errorf("%d footnotes, want 3", fn.Len())
+	}
+}
+
+// TestAccessLogVariantInTables: Outrigger with its access log on gets a row
+// of its own after Outrigger, measured against direct and the peer like the
+// others and never a reference itself, and no row in the memory table.
+func TestAccessLogVariantInTables(t *testing.T) {
+	r := sampleResults()
+	s := Summarize(r)
+	var b bytes.Buffer
+	WriteCaseTable(&b, r, s, Redis, &Footnotes{})
+	out := b.String()
+	plain := strings.Index(out, "| **Outrigger** | 120,000 |")
+	logged := strings.Index(out, "| Outrigger (access log 1 %) | 117,000 | 116,000–118,000 | 0.75× | 1.18× |")
+	if plain < 0 || logged < plain {
+		t.Errorf("want the access-log row after Outrigger's, with ×direct and ×peer:\n%s", out)
+	}
+	if strings.Contains(out, "×Outrigger") {
+		t.Errorf("the access-log variant became a reference column:\n%s", out)
+	}
+	b.Reset()
+	WriteIdleTable(&b, r, &Footnotes{})
+	if strings.Contains(b.String(), "access log") {
+		t.Errorf("memory table has a row for the access-log variant:\n%s", b.String())
+	}
+	if contestantColor(OutriggerLogged) == contestantColor(Outrigger) || contestantColor(OutriggerLogged) == color.Black {
+		t.Error("the access-log variant needs a color of its own")
 	}
 }
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outrigger/outrigger/bench"
 	"github.com/outrigger/outrigger/config"
@@ -91,16 +93,22 @@ func TestRedisRequests(t *testing.T) {
 // contestant that does not start.
 func TestOutriggerConfigLoads(t *testing.T) {
 	tests := []struct {
-		name string
-		up   upstreams
+		name   string
+		up     upstreams
+		logged bool // the OutriggerLogged contestant
 	}{
-		{"both", upstreams{pg: "127.0.0.1:5432", redis: "127.0.0.1:6379"}},
-		{"redis only", upstreams{redis: "127.0.0.1:6379"}},
-		{"postgres only", upstreams{pg: "127.0.0.1:5432"}},
+		{"both", upstreams{pg: "127.0.0.1:5432", redis: "127.0.0.1:6379"}, false},
+		{"redis only", upstreams{redis: "127.0.0.1:6379"}, false},
+		{"postgres only", upstreams{pg: "127.0.0.1:5432"}, false},
+		{"access log on", upstreams{pg: "127.0.0.1:5432", redis: "127.0.0.1:6379"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			y := outriggerConfig("127.0.0.1:19901", "127.0.0.1:16432", "127.0.0.1:16380", tt.up)
+			accessLog := ""
+			if tt.logged {
+				accessLog = filepath.Join(t.TempDir(), "access.log") // the loader wants its folder to exist
+			}
+			y := outriggerConfig("127.0.0.1:19901", "127.0.0.1:16432", "127.0.0.1:16380", accessLog, tt.up)
 			cfg, err := config.Load(config.Source{Data: []byte(y), Environ: []string{}})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, y)
@@ -116,6 +124,13 @@ func TestOutriggerConfigLoads(t *testing.T) {
 			}
 			if tt.up.redis != "" && cfg.Redis[0].Pool.Size != redisPoolSize {
 				t.Errorf("redis pool size %d", cfg.Redis[0].Pool.Size)
+			}
+			al := cfg.AccessLog
+			if al.Enabled != tt.logged {
+				t.Fatalf("access log enabled %v, want %v\n%s", al.Enabled, tt.logged, y)
+			}
+			if al.Enabled && (al.Output != accessLog || al.SampleRate != 0.01 || al.SlowThreshold != time.Second) {
+				t.Errorf("access log %+v, want output %s, sample_rate 0.01, slow_threshold 1s", al, accessLog)
 			}
 		})
 	}

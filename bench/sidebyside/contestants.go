@@ -103,7 +103,9 @@ func (e *env) startContestant(ctx context.Context, id string, up upstreams, srv 
 	case bench.Twemproxy:
 		return e.startTwemproxy(ctx, up)
 	case bench.Outrigger:
-		return e.startOutrigger(ctx, up)
+		return e.startOutrigger(ctx, up, false)
+	case bench.OutriggerLogged:
+		return e.startOutrigger(ctx, up, true)
 	}
 	return nil, fmt.Errorf("unknown contestant %q", id)
 }
@@ -353,12 +355,23 @@ func (e *env) startTwemproxy(ctx context.Context, up upstreams) (*instance, erro
 	return in, nil
 }
 
+// Access log settings of the OutriggerLogged contestant.
+const (
+	accessLogSampleRate    = 0.01
+	accessLogSlowThreshold = "1s"
+)
+
 // outriggerConfig renders Outrigger's config: a postgres listener in
 // transaction mode with a pool of 20 and a redis listener with a pool of 4,
-// each when its upstream is set.
-func outriggerConfig(admin, pgListen, redisListen string, up upstreams) string {
+// each when its upstream is set. accessLog, when not "", turns the access
+// log on, written to that file with 1 % of requests sampled.
+func outriggerConfig(admin, pgListen, redisListen, accessLog string, up upstreams) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: {listen: %q}\nlog: {level: warn, format: json}\nshutdown: {drain_timeout: 1s}\nreload: {watch: false}\n", admin)
+	if accessLog != "" {
+		fmt.Fprintf(&b, "access_log: {enabled: true, output: %q, sample_rate: %g, slow_threshold: %s}\n",
+			accessLog, accessLogSampleRate, accessLogSlowThreshold)
+	}
 	if up.pg != "" {
 		fmt.Fprintf(&b, `postgres:
   - name: benchpg
@@ -384,17 +397,27 @@ func outriggerConfig(admin, pgListen, redisListen string, up upstreams) string {
 	return b.String()
 }
 
-// startOutrigger runs the binary with both listeners. When `outrigger
-// check` refuses the postgres listener (a build without it), Outrigger runs
-// without it and instance.pgNA says why; the same when the listener starts
-// but does not serve.
-func (e *env) startOutrigger(ctx context.Context, up upstreams) (*instance, error) {
+// startOutrigger runs the binary with both listeners, and with its access
+// log written to access.log in its directory when logged is set (the
+// OutriggerLogged contestant). When `outrigger check` refuses the postgres
+// listener (a build without it), Outrigger runs without it and
+// instance.pgNA says why; the same when the listener starts but does not
+// serve.
+func (e *env) startOutrigger(ctx context.Context, up upstreams, logged bool) (*instance, error) {
 	if _, err := os.Stat(e.outrigger); err != nil {
 		return nil, fmt.Errorf("%w: %v (make build writes bin/outrigger)", errNotInstalled, err)
 	}
-	dir, err := e.newDir("outrigger")
+	id := bench.Outrigger
+	if logged {
+		id = bench.OutriggerLogged
+	}
+	dir, err := e.newDir(id)
 	if err != nil {
 		return nil, err
+	}
+	accessLog := ""
+	if logged {
+		accessLog = filepath.Join(dir, "access.log")
 	}
 	admin, err1 := freeAddr()
 	pgListen, err2 := freeAddr()
@@ -403,9 +426,9 @@ func (e *env) startOutrigger(ctx context.Context, up upstreams) (*instance, erro
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "outrigger.yaml")
-	in := &instance{id: bench.Outrigger, addr: map[string]string{}, admin: admin}
+	in := &instance{id: id, addr: map[string]string{}, admin: admin}
 	write := func(up upstreams) error {
-		return os.WriteFile(cfg, []byte(outriggerConfig(admin, pgListen, redisListen, up)), 0o644)
+		return os.WriteFile(cfg, []byte(outriggerConfig(admin, pgListen, redisListen, accessLog, up)), 0o644)
 	}
 	if err := write(up); err != nil {
 		return nil, err

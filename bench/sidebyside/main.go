@@ -1,6 +1,7 @@
 // Command sidebyside is the side-by-side benchmark harness: it starts a
 // throwaway Postgres (pgbench scale 10) and Redis, puts each contestant in
-// front of them (direct, HAProxy, PgBouncer or twemproxy, Outrigger), runs
+// front of them (direct, HAProxy, PgBouncer or twemproxy, Outrigger, and
+// Outrigger with its access log on), runs
 // every case interleaved over several rounds, measures the memory each
 // proxy spends per idle client, and writes the results: bench/results/
 // (results.md, results.json, PNG charts) and BENCHMARKS.md.
@@ -63,7 +64,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.profile, "profile", "", "capture Outrigger's CPU and allocation profiles while this case runs (a case or row id, e.g. pg-select-c64 or redis-get-c50-p16)")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of the profiles")
 	flag.StringVar(&cases, "cases", "", "comma-separated cases to run (ids, row ids, postgres or redis); default all")
-	flag.StringVar(&contestants, "contestants", "", "comma-separated contestants (direct,haproxy,pgbouncer,twemproxy,outrigger); default all")
+	flag.StringVar(&contestants, "contestants", "", "comma-separated contestants ("+strings.Join(allContestants, ",")+"); default all")
 	flag.StringVar(&o.invokedAs, "invoked-as", "", "how this run was started, for the report (the Makefile sets it)")
 	flag.StringVar(&o.render, "render", "", "run nothing: render results.md, the charts and the page again from this results.json")
 	flag.Parse()
@@ -95,6 +96,11 @@ func parseFlags() (options, error) {
 	slices.Sort(o.idle)
 	o.cases = splitList(cases)
 	o.contestants = splitList(contestants)
+	for _, c := range o.contestants {
+		if !slices.Contains(allContestants, c) {
+			return o, fmt.Errorf("-contestants: unknown contestant %q (known: %s)", c, strings.Join(allContestants, ", "))
+		}
+	}
 	if o.rounds < 1 {
 		return o, errors.New("-rounds must be at least 1")
 	}
@@ -159,14 +165,19 @@ func raiseNofile() (uint64, error) {
 	return rl.Cur, nil
 }
 
+// lineups are the contestants of each protocol in run and table order.
 var lineups = map[string][]string{
-	bench.Postgres: {bench.Direct, bench.HAProxy, bench.PgBouncer, bench.Outrigger},
-	bench.Redis:    {bench.Direct, bench.HAProxy, bench.Twemproxy, bench.Outrigger},
+	bench.Postgres: {bench.Direct, bench.HAProxy, bench.PgBouncer, bench.Outrigger, bench.OutriggerLogged},
+	bench.Redis:    {bench.Direct, bench.HAProxy, bench.Twemproxy, bench.Outrigger, bench.OutriggerLogged},
 }
+
+// allContestants is every contestant, in the order they are started.
+var allContestants = []string{bench.Direct, bench.HAProxy, bench.PgBouncer, bench.Twemproxy, bench.Outrigger, bench.OutriggerLogged}
 
 var names = map[string]string{
 	bench.Direct: "direct", bench.HAProxy: "HAProxy", bench.PgBouncer: "PgBouncer",
 	bench.Twemproxy: "twemproxy", bench.Outrigger: "Outrigger",
+	bench.OutriggerLogged: "Outrigger (access log 1 %)",
 }
 
 func run(ctx context.Context, o options) error {
@@ -294,7 +305,7 @@ func run(ctx context.Context, o options) error {
 			in.stop()
 		}
 	}()
-	for _, id := range []string{bench.Direct, bench.HAProxy, bench.PgBouncer, bench.Twemproxy, bench.Outrigger} {
+	for _, id := range allContestants {
 		want := upstreams{}
 		for p := range protocols {
 			if slices.Contains(res.Lineup[p], id) {
@@ -395,8 +406,12 @@ func describeContestants(res *bench.Results, e *env) {
 		{ID: bench.Twemproxy, Name: names[bench.Twemproxy], Version: v["twemproxy"],
 			Setup: fmt.Sprintf("nutcracker, redis: true, one server, server_connections %d (as Outrigger's pool), client_connections %d, preconnect", redisPoolSize, maxClients)},
 		{ID: bench.Outrigger, Name: names[bench.Outrigger], Version: v["Outrigger"],
-			Setup: fmt.Sprintf("`%s run`; postgres listener: pool.mode transaction, pool.size %d, auth scram-sha-256; redis listener: pool.size %d; max_connections %d; log level warn",
+			Setup: fmt.Sprintf("`%s run`; postgres listener: pool.mode transaction, pool.size %d, auth scram-sha-256; redis listener: pool.size %d; max_connections %d; log level warn; metrics on (as always), access log off",
 				displayPath(e.outrigger), pgPoolSize, redisPoolSize, maxClients)},
+		{ID: bench.OutriggerLogged, Name: names[bench.OutriggerLogged], Version: v["Outrigger"],
+			Setup: fmt.Sprintf("the same binary and config as Outrigger, in a process of its own, plus `access_log: {enabled: true, output: <its directory>/access.log, sample_rate: %g, slow_threshold: %s}`; "+
+				"its ops/s over Outrigger's is the access log's cost (issue 6); its memory per idle client is not measured apart",
+				accessLogSampleRate, accessLogSlowThreshold)},
 	}
 }
 
@@ -410,6 +425,9 @@ func idlePhase(ctx context.Context, res *bench.Results, e *env, srv *servers, up
 		for _, id := range res.Lineup[p] {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if !bench.MeasuresIdle(id) {
+				continue
 			}
 			if id == bench.Direct && p == bench.Postgres {
 				for _, n := range counts {
