@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -179,6 +180,26 @@ type RedisRecorder struct {
 	results  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	listener string
+	// series holds each command's ok counter and duration observer,
+	// resolved on its first use (command names are bounded by the command
+	// table), so recording a successful command looks up no labels.
+	series sync.Map // command -> *redisSeries
+}
+
+type redisSeries struct {
+	ok       prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (r *RedisRecorder) seriesFor(command string) *redisSeries {
+	if v, ok := r.series.Load(command); ok {
+		return v.(*redisSeries)
+	}
+	v, _ := r.series.LoadOrStore(command, &redisSeries{
+		ok:       r.results.WithLabelValues(r.listener, command, OutcomeOK.String(), ErrorClassNone),
+		duration: r.duration.WithLabelValues(r.listener, command),
+	})
+	return v.(*redisSeries)
 }
 
 // RedisRecorder returns a recorder for listener. A nil *Metrics gives a nil
@@ -199,6 +220,11 @@ func (r *RedisRecorder) Record(command string, d time.Duration, o Outcome, errRe
 	if r == nil {
 		return
 	}
-	r.duration.WithLabelValues(r.listener, command).Observe(d.Seconds())
+	s := r.seriesFor(command)
+	s.duration.Observe(d.Seconds())
+	if o == OutcomeOK && len(errReply) == 0 {
+		s.ok.Inc()
+		return
+	}
 	r.results.WithLabelValues(r.listener, command, o.String(), RedisErrorClass(errReply)).Inc()
 }
