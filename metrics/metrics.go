@@ -89,6 +89,9 @@ type Metrics struct {
 	// Connection pools of any frontend.
 	PoolAcquireWait *prometheus.HistogramVec
 	Pools           *PoolCollector
+	// RedisInFlight is outrigger_redis_in_flight_commands, read from each
+	// redis listener at scrape time.
+	RedisInFlight *InFlightCollector
 
 	// PolicyDecisions counts policy decisions by listener, rule (a rule or
 	// rate limit name, or "default") and decision: allow, deny,
@@ -214,6 +217,8 @@ func New(info BuildInfo) *Metrics {
 	}
 	m.Pools = newPoolCollector()
 	reg.MustRegister(m.Pools)
+	m.RedisInFlight = newInFlightCollector()
+	reg.MustRegister(m.RedisInFlight)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(info.Version, info.Commit, runtime.Version()).Set(1)
 	m.Up.Set(1)

@@ -69,6 +69,9 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 		lanes:        map[poolKey]*lanes{},
 		pinned:       map[poolKey]*pool.Pool[*lane]{},
 	}
+	if env.Metrics != nil {
+		env.Metrics.RedisInFlight.Set(env.Name, h, h.inFlight)
+	}
 	return h, nil
 }
 
@@ -198,7 +201,21 @@ func (h *Handler) pinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 func (h *Handler) Drain() {}
 
 // Close closes every upstream connection.
+// inFlight is the listener's outrigger_redis_in_flight_commands.
+func (h *Handler) inFlight() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, ls := range h.lanes {
+		n += ls.depth()
+	}
+	return n
+}
+
 func (h *Handler) Close() error {
+	if h.env.Metrics != nil {
+		h.env.Metrics.RedisInFlight.Delete(h.env.Name, h)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ls := range h.lanes {

@@ -65,6 +65,13 @@ func newLane(conn net.Conn, timeout time.Duration, onClose func()) *lane {
 	return l
 }
 
+// depth is how many commands are queued or written and not answered.
+func (l *lane) depth() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) - l.head
+}
+
 // queue appends a command for the next flush; sl, if not nil, gets its
 // reply. It fails sl at once if the lane is down.
 func (l *lane) queue(raw []byte, sl *slot) {

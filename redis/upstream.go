@@ -85,6 +85,19 @@ func (ls *lanes) close() {
 	}
 }
 
+// depth is the commands in flight on the shared connections.
+func (ls *lanes) depth() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for _, s := range ls.slots {
+		if s.l != nil {
+			n += s.l.depth()
+		}
+	}
+	return n
+}
+
 func (ls *lanes) open() int {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
