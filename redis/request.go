@@ -70,7 +70,11 @@ func (cr *CommandReader) Next() (Cmd, error) {
 			return Cmd{}, fmt.Errorf("%w: %w", ErrCommandTooLarge, err)
 		}
 		if rep.Kind == 'i' {
-			if cmd, ok := cr.parseInline(rep.Raw); ok {
+			cmd, ok, err := cr.parseInline(rep.Raw)
+			if err != nil {
+				return Cmd{}, err
+			}
+			if ok {
 				return cmd, nil
 			}
 			continue
@@ -121,13 +125,22 @@ func atoiChecked(b []byte) int {
 	return n
 }
 
-// parseInline splits an inline command on spaces and tabs and re-encodes
-// it as RESP. Quoting is not interpreted.
-func (cr *CommandReader) parseInline(line []byte) (Cmd, bool) {
+// parseInline splits an inline command as Redis does (SplitArgs: white
+// space, and "..." and '...' quoting with escapes) and re-encodes it as
+// RESP. Unbalanced quotes are a protocol error, as on Redis.
+func (cr *CommandReader) parseInline(line []byte) (Cmd, bool, error) {
 	line = bytes.TrimRight(line, "\r\n")
-	fields := bytes.Fields(line)
+	var fields [][]byte
+	if bytes.ContainsAny(line, "\"'") {
+		var err error
+		if fields, err = SplitArgs(line); err != nil {
+			return Cmd{}, false, &ProtocolError{Offset: -1, Detail: err.Error()}
+		}
+	} else {
+		fields = bytes.Fields(line)
+	}
 	if len(fields) == 0 {
-		return Cmd{}, false
+		return Cmd{}, false, nil
 	}
 	cr.inline = appendArrayHeader(cr.inline[:0], len(fields))
 	cr.args = cr.args[:0]
@@ -146,7 +159,7 @@ func (cr *CommandReader) parseInline(line []byte) (Cmd, bool) {
 		cr.args = append(cr.args, raw[start:start+size:start+size])
 		pos = start + size + 2
 	}
-	return Cmd{Raw: raw, Args: cr.args}, true
+	return Cmd{Raw: raw, Args: cr.args}, true, nil
 }
 
 func appendArrayHeader(b []byte, n int) []byte {

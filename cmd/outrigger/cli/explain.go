@@ -92,16 +92,14 @@ func explain(args []string, opts Options) int {
 	}
 	var redisArgs [][]byte
 	if *redisLine != "" {
-		parts, err := splitCommandLine(*redisLine)
+		parts, err := redis.SplitArgs([]byte(*redisLine))
 		if err != nil {
 			return usageErr("--redis: %v", err)
 		}
 		if len(parts) == 0 {
 			return usageErr("--redis: no command")
 		}
-		for _, a := range parts {
-			redisArgs = append(redisArgs, []byte(a))
-		}
+		redisArgs = parts
 		if p.User == "" {
 			p.User = "default" // as Redis names a client before AUTH
 		}
@@ -237,103 +235,4 @@ func printDecision(w io.Writer, d policy.Decision, sql bool) {
 	} else {
 		fmt.Fprintf(w, "client gets: -%s\n", d.RedisError())
 	}
-}
-
-// splitCommandLine splits a command line into arguments the way redis-cli
-// does (its sdssplitargs): white space separates; "..." takes the escapes
-// \n \r \t \b \a \\ \" and \xHH; '...' takes \' alone; a closing quote
-// must be followed by white space or the end.
-func splitCommandLine(line string) ([]string, error) {
-	var out []string
-	i := 0
-	for {
-		for i < len(line) && isSpace(line[i]) {
-			i++
-		}
-		if i == len(line) {
-			return out, nil
-		}
-		var arg []byte
-		inDouble, inSingle := false, false
-		for done := false; !done; {
-			switch {
-			case inDouble:
-				if i >= len(line) {
-					return nil, errors.New("unbalanced double quote")
-				}
-				c := line[i]
-				switch {
-				case c == '\\' && i+3 < len(line) && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]):
-					v, _ := strconv.ParseUint(line[i+2:i+4], 16, 8)
-					arg = append(arg, byte(v))
-					i += 3
-				case c == '\\' && i+1 < len(line):
-					i++
-					switch e := line[i]; e {
-					case 'n':
-						arg = append(arg, '\n')
-					case 'r':
-						arg = append(arg, '\r')
-					case 't':
-						arg = append(arg, '\t')
-					case 'b':
-						arg = append(arg, '\b')
-					case 'a':
-						arg = append(arg, '\a')
-					default:
-						arg = append(arg, e)
-					}
-				case c == '"':
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, errors.New("closing quote must be followed by a space")
-					}
-					done = true
-				default:
-					arg = append(arg, c)
-				}
-				i++
-			case inSingle:
-				if i >= len(line) {
-					return nil, errors.New("unbalanced single quote")
-				}
-				c := line[i]
-				switch {
-				case c == '\\' && i+1 < len(line) && line[i+1] == '\'':
-					arg = append(arg, '\'')
-					i++
-				case c == '\'':
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, errors.New("closing quote must be followed by a space")
-					}
-					done = true
-				default:
-					arg = append(arg, c)
-				}
-				i++
-			default:
-				if i >= len(line) || isSpace(line[i]) {
-					done = true
-					break
-				}
-				switch line[i] {
-				case '"':
-					inDouble = true
-				case '\'':
-					inSingle = true
-				default:
-					arg = append(arg, line[i])
-				}
-				i++
-			}
-		}
-		out = append(out, string(arg))
-	}
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -136,28 +135,3 @@ func TestPolicyExplainUsage(t *testing.T) {
 	}
 }
 
-func TestSplitCommandLine(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"SET k v", []string{"SET", "k", "v"}},
-		{"  GET\tk  ", []string{"GET", "k"}},
-		{`SET "a b" 'c d'`, []string{"SET", "a b", "c d"}},
-		{`SET k "x\"y\\z\n\x41"`, []string{"SET", "k", "x\"y\\z\nA"}},
-		{`SET k 'it\'s'`, []string{"SET", "k", "it's"}},
-		{`SET k ""`, []string{"SET", "k", ""}},
-		{"", nil},
-	}
-	for _, tt := range tests {
-		got, err := splitCommandLine(tt.in)
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("splitCommandLine(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-	for _, in := range []string{`GET "k`, `GET 'k`, `GET "k"x`, `GET 'k'x`} {
-		if got, err := splitCommandLine(in); err == nil {
-			t.Errorf("splitCommandLine(%q) = %q, want an error", in, got)
-		}
-	}
-}
