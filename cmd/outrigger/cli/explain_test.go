@@ -134,4 +134,3 @@ func TestPolicyExplainUsage(t *testing.T) {
 		t.Errorf("usage does not mention policy explain:\n%s", out.String())
 	}
 }
-
