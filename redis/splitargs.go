@@ -51,10 +51,9 @@ func SplitArgs(line []byte) ([][]byte, error) {
 						arg = append(arg, e)
 					}
 				case c == '"':
-					if i+1 < len(line) && !isArgSpace(line[i+1]) {
+					if done = closes(line, i); !done {
 						return nil, errUnbalancedQuotes
 					}
-					done = true
 				default:
 					arg = append(arg, c)
 				}
@@ -69,10 +68,9 @@ func SplitArgs(line []byte) ([][]byte, error) {
 					arg = append(arg, '\'')
 					i++
 				case c == '\'':
-					if i+1 < len(line) && !isArgSpace(line[i+1]) {
+					if done = closes(line, i); !done {
 						return nil, errUnbalancedQuotes
 					}
-					done = true
 				default:
 					arg = append(arg, c)
 				}
@@ -107,6 +105,10 @@ func isArgSpace(c byte) bool {
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// closes reports whether the closing quote at i ends its argument: white
+// space or the end of the line must follow it.
+func closes(line []byte, i int) bool { return i+1 >= len(line) || isArgSpace(line[i+1]) }
 
 func unhex(c byte) byte {
 	switch {
