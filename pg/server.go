@@ -109,6 +109,15 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 		}
 		return nil, fmt.Errorf("upstream %s: %w", a.Address, err)
 	}
+	// pgconn starts a background reader of the socket when a login write
+	// is slow (15 ms: a loaded machine), and it may still be blocked in a
+	// read when the login is over. Hijacked as it is, the connection would
+	// lose the server's first reply to that reader, and the first query on
+	// it would wait forever. SyncConn stops it (with a ping if it must).
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("upstream %s: %w", a.Address, err)
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
