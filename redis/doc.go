@@ -63,7 +63,8 @@
 //
 // Client commands are read by a CommandReader (request.go): the same
 // framer in a strict mode for RESP arrays of bulk strings, plus inline
-// commands. It replaces redcon's reader, which a fuzz target showed to be
+// commands, split as Redis splits them (SplitArgs: quotes and escapes;
+// unbalanced quotes are Redis's protocol error). It replaces redcon's reader, which a fuzz target showed to be
 // unsafe against hostile clients (a 23-byte multibulk count spun a core
 // forever, a huge bulk length panicked, its buffer never shrank, and it
 // accepted framing Redis refuses, which a proxy would forward). redcon's
