@@ -75,10 +75,14 @@ postgres:
 	eventually(t, "tcp and http clients listed", func() bool {
 		got = getClients(t, srv)
 		n := map[string]int{}
+		webIdle := false
 		for _, c := range got {
 			n[c.Listener]++
+			// The connection turns idle once the handler has returned,
+			// which may be just after the client has its response.
+			webIdle = webIdle || c.Listener == "web" && c.State == "idle"
 		}
-		return len(got) == 3 && n["t"] == 1 && n["web"] == 1
+		return len(got) == 3 && n["t"] == 1 && n["web"] == 1 && webIdle
 	})
 	by := map[string]ClientInfo{}
 	for _, c := range got {
