@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -69,6 +70,9 @@ postgres:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read to the end: a body closed unread makes the client close the
+	// connection, which would leave the list.
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
 	var got []ClientInfo
