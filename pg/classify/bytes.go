@@ -7,8 +7,7 @@ import "unsafe"
 // miss copies the text for the cache to keep.
 func (c *Cache) ClassifyBytes(sql []byte) *Result {
 	if c != nil && len(sql) > 0 {
-		if r, ok := c.lru.Get(unsafe.String(&sql[0], len(sql))); ok {
-			c.hits.Add(1)
+		if r, ok := c.m.lookup(unsafe.String(&sql[0], len(sql))); ok {
 			return r
 		}
 	}

@@ -1,11 +1,5 @@
 package classify
 
-import (
-	"sync/atomic"
-
-	lru "github.com/hashicorp/golang-lru/v2"
-)
-
 // MaxCachedSQL is the longest SQL text, in bytes, that a Cache keeps. Longer
 // texts are classified on every call: they are rarely repeated, and the bound
 // keeps a Cache's memory at about entries × (MaxCachedSQL + a Result).
@@ -17,20 +11,11 @@ const MaxCachedSQL = 16 << 10
 // each text as its key, so a caller must not pass a string that aliases a
 // reused buffer (an unsafe conversion of a protocol read buffer).
 type Cache struct {
-	lru                     *lru.Cache[string, *Result]
-	hits, misses, evictions atomic.Uint64
+	m *memo[*Result]
 }
 
 // NewCache returns a Cache that holds up to entries results (at least one).
-func NewCache(entries int) *Cache {
-	c := &Cache{}
-	l, err := lru.NewWithEvict(max(entries, 1), func(string, *Result) { c.evictions.Add(1) })
-	if err != nil {
-		panic("classify: " + err.Error()) // only for a size < 1, excluded above
-	}
-	c.lru = l
-	return c
-}
+func NewCache(entries int) *Cache { return &Cache{m: newMemo[*Result](entries)} }
 
 // Classify returns the classification of sql, from the cache when it is
 // there. Texts longer than MaxCachedSQL are classified but not cached. Parse
@@ -39,16 +24,7 @@ func (c *Cache) Classify(sql string) *Result {
 	if c == nil {
 		return Classify(sql)
 	}
-	if r, ok := c.lru.Get(sql); ok {
-		c.hits.Add(1)
-		return r
-	}
-	c.misses.Add(1)
-	r := Classify(sql)
-	if len(sql) <= MaxCachedSQL {
-		c.lru.Add(sql, r)
-	}
-	return r
+	return c.m.get(sql, Classify)
 }
 
 // Stats returns how many lookups found their text, how many did not, and how
@@ -57,7 +33,7 @@ func (c *Cache) Stats() (hits, misses, evictions uint64) {
 	if c == nil {
 		return 0, 0, 0
 	}
-	return c.hits.Load(), c.misses.Load(), c.evictions.Load()
+	return c.m.hits.Load(), c.m.misses.Load(), c.m.evictions.Load()
 }
 
 // Len returns the number of cached results.
@@ -65,5 +41,5 @@ func (c *Cache) Len() int {
 	if c == nil {
 		return 0
 	}
-	return c.lru.Len()
+	return c.m.lru.Len()
 }

@@ -1,9 +1,6 @@
 package classify
 
 import (
-	"sync/atomic"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -20,19 +17,12 @@ const Unparsable = "<unparsable>"
 // concurrent use; a nil *Normalizer normalises without caching. As with
 // Cache, a caller must not pass a string that aliases a reused buffer.
 type Normalizer struct {
-	lru          *lru.Cache[string, string]
-	hits, misses atomic.Uint64
+	m *memo[string]
 }
 
 // NewNormalizer returns a Normalizer that keeps up to entries results (at
 // least one).
-func NewNormalizer(entries int) *Normalizer {
-	l, err := lru.New[string, string](max(entries, 1))
-	if err != nil {
-		panic("classify: " + err.Error()) // only for a size < 1, excluded above
-	}
-	return &Normalizer{lru: l}
-}
+func NewNormalizer(entries int) *Normalizer { return &Normalizer{m: newMemo[string](entries)} }
 
 // Normalize returns sql with its literals replaced by placeholders
 // ("SELECT * FROM t WHERE id = 42" gives "SELECT * FROM t WHERE id = $1"),
@@ -42,16 +32,7 @@ func (n *Normalizer) Normalize(sql string) string {
 	if n == nil {
 		return normalize(sql)
 	}
-	if s, ok := n.lru.Get(sql); ok {
-		n.hits.Add(1)
-		return s
-	}
-	n.misses.Add(1)
-	s := normalize(sql)
-	if len(sql) <= MaxCachedSQL {
-		n.lru.Add(sql, s)
-	}
-	return s
+	return n.m.get(sql, normalize)
 }
 
 // Stats returns how many lookups found their text and how many did not.
@@ -59,7 +40,7 @@ func (n *Normalizer) Stats() (hits, misses uint64) {
 	if n == nil {
 		return 0, 0
 	}
-	return n.hits.Load(), n.misses.Load()
+	return n.m.hits.Load(), n.m.misses.Load()
 }
 
 func normalize(sql string) string {

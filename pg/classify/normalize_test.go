@@ -30,7 +30,7 @@ func TestNormalize(t *testing.T) {
 	if got := n.Normalize(long); got != "SELECT $1" {
 		t.Errorf("a long text: %.40q", got)
 	}
-	if _, ok := n.lru.Get(long); ok {
+	if _, ok := n.m.lru.Get(long); ok {
 		t.Error("a text over MaxCachedSQL was cached")
 	}
 }
