@@ -699,15 +699,8 @@ func (s *session) passthroughCommand(cmd Cmd) bool {
 			s.writeNow(d.RedisError(), sl)
 			return true
 		}
-		if d.Delay > 0 {
-			s.setState(viewWaiting)
-			ok := sleepCtx(s.ctx, d.Delay)
-			s.setState(viewActive)
-			if !ok {
-				sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
-				s.record(sl, metrics.OutcomeRateLimited, nil, 0)
-				return false
-			}
+		if d.Delay > 0 && !s.holdBack(&d, sl) {
+			return false
 		}
 	}
 	l.send(cmd.Raw, nil)
@@ -741,6 +734,20 @@ func refusalOutcome(d *policy.Decision) metrics.Outcome {
 // true, after its delay: the commands already sent go upstream first, and
 // this session's goroutine waits alone, so the clients that share its
 // upstream connection are not held up.
+// holdBack waits out a rate limit's delay before sl's command is sent. It
+// reports false, with the command recorded as rate limited, when the
+// client left meanwhile: the command never ran.
+func (s *session) holdBack(d *policy.Decision, sl *slot) bool {
+	s.setState(viewWaiting)
+	ok := sleepCtx(s.ctx, d.Delay)
+	s.setState(viewActive)
+	if !ok {
+		sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
+		s.record(sl, metrics.OutcomeRateLimited, nil, 0)
+	}
+	return ok
+}
+
 func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Action != policy.Allow {
 		sl.refusal, sl.rule = refusalOutcome(d), d.Rule
@@ -754,14 +761,7 @@ func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Delay > 0 {
 		s.flush()
 		s.drain()
-		s.setState(viewWaiting)
-		ok := sleepCtx(s.ctx, d.Delay)
-		s.setState(viewActive)
-		if !ok {
-			// The client left while the rate limit held the command back:
-			// it never ran.
-			sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
-			s.record(sl, metrics.OutcomeRateLimited, nil, 0)
+		if !s.holdBack(d, sl) {
 			s.releaseSlot(sl)
 			return false
 		}
