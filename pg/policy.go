@@ -118,13 +118,10 @@ func (p *sessionPolicy) check(ctx context.Context, res *classify.Result, run boo
 		code, msg := d.PostgresError()
 		return &Error{Code: code, Message: msg, refusal: true, rule: d.Rule}
 	}
-	if d.Delay > 0 {
-		t := time.NewTimer(d.Delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+	if !d.Wait(ctx) {
+		// The session ended while the rate limit held the statement
+		// back: it must not run.
+		return &Error{Code: policy.CodeRateLimited, Message: "the session ended while a rate limit held the statement back", refusal: true, rule: d.Limit}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,22 @@ type Decision struct {
 	// Audit is set on an Allow by a rule in audit mode that would have
 	// denied the request: the caller logs Message, and the request runs.
 	Audit bool
+}
+
+// Wait holds the caller for Delay (at once when there is none). It
+// reports false when ctx ended first: the request must then not run.
+func (d Decision) Wait(ctx context.Context) bool {
+	if d.Delay <= 0 {
+		return true
+	}
+	t := time.NewTimer(d.Delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Outcome returns the decision as the metric outrigger_policy_decisions_total

@@ -2,10 +2,12 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/pg/classify"
@@ -93,5 +95,19 @@ func TestDecisionLog(t *testing.T) {
 	}
 	if kinds, _ := first["statement_kinds"].([]any); len(kinds) != 1 || kinds[0] != "delete" {
 		t.Errorf("statement_kinds = %v", first["statement_kinds"])
+	}
+}
+
+func TestDecisionWait(t *testing.T) {
+	if !(Decision{}).Wait(context.Background()) {
+		t.Error("a decision without delay does not go on")
+	}
+	if !(Decision{Delay: time.Millisecond}).Wait(context.Background()) {
+		t.Error("a delayed decision does not go on after its delay")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if (Decision{Delay: time.Hour}).Wait(ctx) {
+		t.Error("a delayed decision goes on though its context ended")
 	}
 }

@@ -739,7 +739,7 @@ func refusalOutcome(d *policy.Decision) metrics.Outcome {
 // client left meanwhile: the command never ran.
 func (s *session) holdBack(d *policy.Decision, sl *slot) bool {
 	s.setState(viewWaiting)
-	ok := sleepCtx(s.ctx, d.Delay)
+	ok := d.Wait(s.ctx)
 	s.setState(viewActive)
 	if !ok {
 		sl.refusal, sl.rule = metrics.OutcomeRateLimited, d.Limit
