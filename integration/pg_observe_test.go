@@ -100,14 +100,8 @@ func accessLines(t *testing.T, path string) []map[string]any {
 // span the sidecar exports and the access log line.
 func TestPGAccessLogAndTracing(t *testing.T) {
 	integrationOnly(t)
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	ctx := testCtx(t, 60*time.Second)
-	direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	mustExec(ctx, t, direct, policyFixture)
+	pg, _ := policyDB(ctx, t)
 	recv, endpoint := newOTLPReceiver(t)
 	logPath := filepath.Join(t.TempDir(), "access.log")
 	addr := testenv.FreeAddr(t)

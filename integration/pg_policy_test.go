@@ -63,6 +63,20 @@ CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS $$ UPDATE orders SET amount =
 CREATE PROCEDURE wipe() LANGUAGE sql AS $$ DELETE FROM orders $$;
 `
 
+// policyDB starts a Postgres with policyFixture loaded, and a direct
+// connection to it as app (closed when the test ends).
+func policyDB(ctx context.Context, t *testing.T) (*testenv.Postgres, *pgx.Conn) {
+	t.Helper()
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Close(context.Background()) })
+	mustExec(ctx, t, direct, policyFixture)
+	return pg, direct
+}
+
 // policyState is what the corpus must leave untouched, read directly
 // from Postgres.
 func policyState(ctx context.Context, t *testing.T, direct *pgx.Conn) string {
@@ -158,14 +172,8 @@ func TestPGPolicyBypassCorpus(t *testing.T) {
 	integrationOnly(t)
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
-			pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 			ctx := testCtx(t, 120*time.Second)
-			direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer direct.Close(ctx)
-			mustExec(ctx, t, direct, policyFixture)
+			pg, direct := policyDB(ctx, t)
 			before := policyState(ctx, t, direct)
 			addr := testenv.FreeAddr(t)
 			p := &pgProxy{outrigger: startOutrigger(t, pgPolicyYAML(addr, pg.Addr(), mode, false)), PG: pg, Addr: addr}
@@ -240,14 +248,8 @@ func TestPGPolicyBypassCorpus(t *testing.T) {
 // recovers the session; in both protocols and pool modes.
 func TestPGPolicyRefusalFailsTransaction(t *testing.T) {
 	integrationOnly(t)
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	ctx := testCtx(t, 60*time.Second)
-	direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	mustExec(ctx, t, direct, policyFixture)
+	pg, _ := policyDB(ctx, t)
 	for _, mode := range []string{"transaction", "session"} {
 		addr := testenv.FreeAddr(t)
 		p := &pgProxy{outrigger: startOutrigger(t, pgPolicyYAML(addr, pg.Addr(), mode, false)), PG: pg, Addr: addr}
@@ -288,14 +290,8 @@ func TestPGPolicyRefusalFailsTransaction(t *testing.T) {
 // while writes were allowed.
 func TestPGPolicyReload(t *testing.T) {
 	integrationOnly(t)
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	ctx := testCtx(t, 60*time.Second)
-	direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	mustExec(ctx, t, direct, policyFixture)
+	pg, direct := policyDB(ctx, t)
 	addr := testenv.FreeAddr(t)
 	o := startOutrigger(t, pgPolicyYAML(addr, pg.Addr(), "transaction", true))
 	p := &pgProxy{outrigger: o, PG: pg, Addr: addr}
@@ -330,14 +326,8 @@ func TestPGPolicyReload(t *testing.T) {
 // user with no client certificate gets policy.default.
 func TestPGPolicyMTLSPrincipal(t *testing.T) {
 	integrationOnly(t)
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	ctx := testCtx(t, 60*time.Second)
-	direct, err := pgx.Connect(ctx, pg.DSN("app", "app", "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	mustExec(ctx, t, direct, policyFixture)
+	pg, _ := policyDB(ctx, t)
 	ca := testenv.NewCA(t, "mesh")
 	dir := t.TempDir()
 	server := ca.Issue(t, testenv.LeafOptions{})
@@ -387,7 +377,7 @@ policy:
 		t.Errorf("reporting principal, another table: %v, want 42501 naming the rule", err)
 	}
 	anonymous := connect(nil)
-	_, err = anonymous.Exec(ctx, "SELECT count(*) FROM orders")
+	_, err := anonymous.Exec(ctx, "SELECT count(*) FROM orders")
 	if pgCode(err) != "42501" || !strings.Contains(err.Error(), `"default"`) {
 		t.Errorf("no certificate: %v, want 42501 from policy.default", err)
 	}
