@@ -37,7 +37,12 @@
 // the same drift in the machine's load. Each pgbench run yields a Run (tps, pgbench's
 // average latency, and the 99th percentile read from its per-transaction
 // log); each redis-benchmark run yields one Run per command it tests (from
-// --csv: rps, average and p99). A run that fails keeps its reason.
+// --csv: rps, average and p99). For a contestant that is a process of the
+// harness's (not direct), the process's CPU time is read from
+// /proc/PID/stat just before and just after the tool runs and kept as CPU
+// seconds and CPU µs per operation (ShareCPU: the commands of one
+// redis-benchmark run share one reading). A run that fails keeps its
+// reason.
 //
 // All of it goes into a Results, written as results.json. Summarize turns it
 // into one Stat per case and contestant (median, min–max, latency medians, or

@@ -145,6 +145,13 @@ const methodText = `## How the numbers are taken
 - **Redis** cases are redis-benchmark (` + "`--csv`" + `, ` + "`-r 100000`" + ` random keys): ops/s is its
   requests per second, avg and p99 its avg_latency_ms and p99_latency_ms columns. Each
   redis-benchmark run gives one row per command it tests (SET and GET, LPUSH and LPOP).
+- **CPU µs/op** is the CPU time (user + system, all threads) the contestant's process
+  used while the tool ran, read from /proc/PID/stat just before and just after it
+  (in clock ticks of 10 ms), divided by the operations the tool reported (pgbench's
+  transactions processed; redis-benchmark's requests). A redis-benchmark run tests its
+  commands one after the other under one reading, so its rows (SET and GET) show the
+  same figure: the CPU over the operations of both. It covers the proxy only, not the
+  server behind it, so direct has none; the median is over the rounds.
 - **A run counts** only if the tool exits cleanly with a result: a pgbench run with an
   aborted client or a failed transaction, or a redis-benchmark run that cannot connect,
   is "n/a" with the reason in a footnote. A contestant that is not installed, does not
@@ -176,6 +183,9 @@ const methodText = `## How the numbers are taken
   latency lower is better. "—" is a contestant against itself, "–" a missing figure.
   The access-log variant is never a reference column; its ratio to plain Outrigger is
   in the issue 6 targets.
+- CPU µs/op is what the proxy's own process spends on each operation; lower is better.
+  It moves less with other load on the machine than ops/s does, but it is good only
+  to the 10 ms of a clock tick over the whole run, so short runs make it coarse.
 - On a machine with few cores, the load generator, the proxy and the server share the
   CPUs, so a proxy's CPU cost shows up directly as lost throughput; that is the point of
   the comparison, but the absolute numbers are lower than on a bigger machine.

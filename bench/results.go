@@ -103,6 +103,19 @@ type Run struct {
 	LatP99MS   float64 `json:"lat_p99_ms,omitempty"` // 0: unknown
 	Error      string  `json:"error,omitempty"`
 	Seconds    float64 `json:"seconds"` // wall time of the tool
+	// Ops is how many operations the tool reported (pgbench's transactions
+	// processed; the requests of a redis-benchmark test); 0: unknown.
+	Ops int64 `json:"ops,omitempty"`
+	// CPUSeconds is the CPU time (user + system, all threads, from
+	// /proc/PID/stat) the contestant's process used while the tool ran; 0
+	// for direct, which is no process of the harness's, and when unknown.
+	// The rows of one redis-benchmark run share one reading, split in
+	// proportion to their operations (see ShareCPU).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// CPUMicrosPerOp is CPUSeconds in µs per operation; the rows of one
+	// redis-benchmark run have the same, their reading over all their
+	// operations. 0: unknown.
+	CPUMicrosPerOp float64 `json:"cpu_us_per_op,omitempty"`
 }
 
 // Idle is one reading of a contestant's memory with Clients idle clients

@@ -53,7 +53,10 @@ type Stat struct {
 	Min, Max   float64
 	LatAvgMS   float64 // median over the counted runs; NaN: unknown
 	LatP99MS   float64 // median over the counted runs; NaN: unknown
-	NA         *NA     // set when no run counted
+	// CPUMicrosPerOp is the contestant process's CPU µs per operation,
+	// median over the counted runs that have it; NaN: unknown (direct).
+	CPUMicrosPerOp float64
+	NA             *NA // set when no run counted
 	// Note is set when some runs failed but others counted.
 	Note string
 }
@@ -111,12 +114,12 @@ func Summarize(r *Results) *Summary {
 
 func summarizeCell(r *Results, c CaseInfo, contestant string) Stat {
 	st := Stat{Contestant: contestant, Median: math.NaN(), Min: math.NaN(), Max: math.NaN(),
-		LatAvgMS: math.NaN(), LatP99MS: math.NaN()}
+		LatAvgMS: math.NaN(), LatP99MS: math.NaN(), CPUMicrosPerOp: math.NaN()}
 	if na, ok := r.UnavailableFor(c.Protocol, contestant); ok {
 		st.NA = &na
 		return st
 	}
-	var ops, avg, p99 []float64
+	var ops, avg, p99, cpu []float64
 	var errs []string
 	for _, run := range r.Runs {
 		if run.Case != c.ID || run.Contestant != contestant {
@@ -135,6 +138,9 @@ func summarizeCell(r *Results, c CaseInfo, contestant string) Stat {
 		if run.LatP99MS > 0 {
 			p99 = append(p99, run.LatP99MS)
 		}
+		if run.CPUMicrosPerOp > 0 {
+			cpu = append(cpu, run.CPUMicrosPerOp)
+		}
 	}
 	switch {
 	case st.Runs == 0:
@@ -150,6 +156,7 @@ func summarizeCell(r *Results, c CaseInfo, contestant string) Stat {
 	st.Min, st.Max = MinMax(ops)
 	st.LatAvgMS = Median(avg)
 	st.LatP99MS = Median(p99)
+	st.CPUMicrosPerOp = Median(cpu)
 	return st
 }
 

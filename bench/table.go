@@ -52,14 +52,16 @@ func ProtocolTitle(p string) string {
 
 // WriteCaseTable writes the markdown table of protocol p's cases: per case
 // and contestant, the median ops/s, the min–max over rounds, avg and p99
-// latency, and each as a ratio to direct and to the peer. Reasons for n/a
-// cells and notes go to fn.
+// latency, and each as a ratio to direct and to the peer, and the median CPU
+// the contestant's process spent per operation ("–" for direct, which is
+// not a process of the harness's). Reasons for n/a cells and notes go to
+// fn.
 func WriteCaseTable(w io.Writer, r *Results, s *Summary, p string, fn *Footnotes) {
 	peer := r.Contestant(r.Peer[p]).Name
 	dn := r.Contestant(Direct).Name
-	fmt.Fprintf(w, "| case | contestant | ops/s (median) | min–max | ×%s | ×%s | avg ms | ×%s | ×%s | p99 ms | ×%s | ×%s |\n",
+	fmt.Fprintf(w, "| case | contestant | ops/s (median) | min–max | ×%s | ×%s | avg ms | ×%s | ×%s | p99 ms | ×%s | ×%s | CPU µs/op |\n",
 		dn, peer, dn, peer, dn, peer)
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, row := range s.Rows {
 		if row.Case.Protocol != p {
 			continue
@@ -84,7 +86,7 @@ func WriteCaseTable(w io.Writer, r *Results, s *Summary, p string, fn *Footnotes
 					// One footnote for every cell of a missing contestant.
 					note = fmt.Sprintf("%s (%s): %s", r.Contestant(st.Contestant).Name, ProtocolTitle(p), na.Detail)
 				}
-				fmt.Fprintf(w, "| %s | %s | n/a (%s)%s | | | | | | | | | |\n", caseCell, name, escapeCell(na.Short), fn.Ref(note))
+				fmt.Fprintf(w, "| %s | %s | n/a (%s)%s | | | | | | | | | | |\n", caseCell, name, escapeCell(na.Short), fn.Ref(note))
 				continue
 			}
 			ops := fmtOps(st.Median)
@@ -95,7 +97,7 @@ func WriteCaseTable(w io.Writer, r *Results, s *Summary, p string, fn *Footnotes
 			if st.OK > 1 {
 				rng = fmtOps(st.Min) + "–" + fmtOps(st.Max)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				caseCell, name, ops, rng,
 				ratioCell(&st, direct, func(x *Stat) float64 { return x.Median }),
 				ratioCell(&st, ref, func(x *Stat) float64 { return x.Median }),
@@ -104,7 +106,8 @@ func WriteCaseTable(w io.Writer, r *Results, s *Summary, p string, fn *Footnotes
 				ratioCell(&st, ref, func(x *Stat) float64 { return x.LatAvgMS }),
 				fmtMS(st.LatP99MS),
 				ratioCell(&st, direct, func(x *Stat) float64 { return x.LatP99MS }),
-				ratioCell(&st, ref, func(x *Stat) float64 { return x.LatP99MS }))
+				ratioCell(&st, ref, func(x *Stat) float64 { return x.LatP99MS }),
+				FormatCPU(st.CPUMicrosPerOp))
 		}
 	}
 }

@@ -107,12 +107,67 @@ type runner struct {
 	tmp                     string
 }
 
-// run runs case c once against addr and returns one Run per row.
-func (r *runner) run(ctx context.Context, c benchCase, addr string, round int, contestant string) []bench.Run {
+// run runs case c once against addr and returns one Run per row. pid, when
+// not 0, is the contestant's process, whose CPU time is read just before
+// and just after the tool runs (see cpuMeter).
+func (r *runner) run(ctx context.Context, c benchCase, addr string, pid int, round int, contestant string) []bench.Run {
 	if c.protocol == bench.Postgres {
-		return []bench.Run{r.runPgbench(ctx, c, addr, round, contestant)}
+		return []bench.Run{r.runPgbench(ctx, c, addr, pid, round, contestant)}
 	}
-	return r.runRedisBenchmark(ctx, c, addr, round, contestant)
+	return r.runRedisBenchmark(ctx, c, addr, pid, round, contestant)
+}
+
+// cpuMeter reads a contestant process's CPU time (user + system, from
+// /proc/PID/stat) around one run of a benchmark tool.
+type cpuMeter struct {
+	pid        int // 0: nothing to read (direct)
+	start, end float64
+	err        error
+}
+
+// startCPU takes the reading before the tool starts.
+func startCPU(pid int) *cpuMeter {
+	m := &cpuMeter{pid: pid}
+	if pid != 0 {
+		m.start, m.err = bench.ProcCPUSeconds(pid)
+	}
+	return m
+}
+
+// stop takes the reading after the tool has finished.
+func (m *cpuMeter) stop() {
+	if m.pid == 0 {
+		return
+	}
+	var err error
+	m.end, err = bench.ProcCPUSeconds(m.pid)
+	m.err = errors.Join(m.err, err)
+}
+
+// record records the CPU used between start and stop in runs, the rows of
+// that tool run (bench.ShareCPU). A reading that failed leaves the runs
+// without CPU and says so in their Error; they count still.
+func (m *cpuMeter) record(runs []bench.Run) {
+	if m.pid == 0 {
+		return
+	}
+	if m.err != nil {
+		for i := range runs {
+			if runs[i].OK {
+				runs[i].Error = joinNote(runs[i].Error, "CPU unknown: "+m.err.Error())
+			}
+		}
+		return
+	}
+	bench.ShareCPU(runs, m.end-m.start)
+}
+
+// joinNote appends note to a counted run's remark.
+func joinNote(s, note string) string {
+	if s == "" {
+		return note
+	}
+	return s + "; " + note
 }
 
 func (c benchCase) pgDuration(d time.Duration) time.Duration { return max(d, c.minDuration) }
@@ -123,7 +178,7 @@ func (c benchCase) redisRequests(scale float64) int {
 	return max(n, 10*c.clients, 1000)
 }
 
-func (r *runner) runPgbench(ctx context.Context, c benchCase, addr string, round int, contestant string) bench.Run {
+func (r *runner) runPgbench(ctx context.Context, c benchCase, addr string, pid int, round int, contestant string) bench.Run {
 	run := bench.Run{Round: round, Case: c.id, Contestant: contestant}
 	if c.tpcb {
 		if err := resetTPCB(ctx, r.pgServer); err != nil {
@@ -145,7 +200,9 @@ func (r *runner) runPgbench(ctx context.Context, c benchCase, addr string, round
 		"--log", "--log-prefix", filepath.Join(logDir, "pgbench_log")}
 	args = append(args, c.pgArgs...)
 	args = append(args, pgDatabase)
+	cpu := startCPU(pid)
 	res := runTool(ctx, d+2*time.Minute, r.pgbench, args, pgEnv(), "")
+	cpu.stop()
 	run.Seconds = res.elapsed.Seconds()
 	out := res.stdout + res.stderr
 	pr, perr := bench.ParsePgbench(out)
@@ -160,13 +217,15 @@ func (r *runner) runPgbench(ctx context.Context, c benchCase, addr string, round
 		run.Error = "pgbench: " + exitNote(res.err)
 		return run
 	}
-	run.OK, run.OpsPerSec, run.LatAvgMS = true, pr.TPS, pr.LatencyAvgMS
+	run.OK, run.OpsPerSec, run.LatAvgMS, run.Ops = true, pr.TPS, pr.LatencyAvgMS, pr.Processed
 	if p99, err := logP99(logDir); err == nil {
 		run.LatP99MS = p99
 	} else {
 		run.Error = "p99 unknown: " + err.Error() // the run still counts
 	}
-	return run
+	runs := []bench.Run{run}
+	cpu.record(runs)
+	return runs[0]
 }
 
 // logP99 reads every per-thread log in dir and returns the 99th percentile
@@ -195,7 +254,7 @@ func logP99(dir string) (float64, error) {
 	return bench.Percentile(all, 99), nil
 }
 
-func (r *runner) runRedisBenchmark(ctx context.Context, c benchCase, addr string, round int, contestant string) []bench.Run {
+func (r *runner) runRedisBenchmark(ctx context.Context, c benchCase, addr string, pid int, round int, contestant string) []bench.Run {
 	rows := c.rows()
 	runs := make([]bench.Run, len(rows))
 	for i, row := range rows {
@@ -216,7 +275,9 @@ func (r *runner) runRedisBenchmark(ctx context.Context, c benchCase, addr string
 	}
 	// A hang guard, not a budget: 20k requests/s at the very least.
 	timeout := time.Minute + time.Duration(n*len(c.tests)/20_000)*time.Second
+	cpu := startCPU(pid)
 	res := runTool(ctx, timeout, r.redisBenchmark, args, nil, "Could not connect")
+	cpu.stop()
 	tests, perr := bench.ParseRedisCSV(res.stdout, res.stderr)
 	if perr != nil {
 		msg := "redis-benchmark: " + perr.Error()
@@ -235,6 +296,8 @@ func (r *runner) runRedisBenchmark(ctx context.Context, c benchCase, addr string
 		for _, t := range tests {
 			if strings.EqualFold(t.Test, c.tests[i]) {
 				runs[i].OK, runs[i].OpsPerSec, runs[i].LatAvgMS, runs[i].LatP99MS = true, t.RPS, t.AvgMS, t.P99MS
+				// redis-benchmark -n runs exactly n requests per test.
+				runs[i].Ops = int64(n)
 				found = true
 			}
 		}
@@ -243,5 +306,8 @@ func (r *runner) runRedisBenchmark(ctx context.Context, c benchCase, addr string
 		}
 		_ = row
 	}
+	// One reading covers every test of this tool run: ShareCPU gives each
+	// row the same µs per op, the CPU over the operations of all tests.
+	cpu.record(runs)
 	return runs
 }

@@ -135,3 +135,19 @@ func TestOutriggerConfigLoads(t *testing.T) {
 		})
 	}
 }
+
+// TestDescribeRunCPU: the progress line carries the proxy's CPU per op
+// when it was measured, and nothing about CPU for direct.
+func TestDescribeRunCPU(t *testing.T) {
+	r := bench.Run{OK: true, OpsPerSec: 28696, LatAvgMS: 2.23, LatP99MS: 6.311, CPUMicrosPerOp: 17.83}
+	if got, want := describeRun(r), "       28696 ops/s  avg 2.230 ms  p99 6.311 ms  cpu 17.8 µs/op"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	r.CPUMicrosPerOp = 0
+	if got := describeRun(r); strings.Contains(got, "cpu") {
+		t.Errorf("direct's line mentions CPU: %q", got)
+	}
+	if (&instance{pid: 42}).cpuPID() != 0 {
+		t.Error("direct (no process of the harness's) has a CPU pid")
+	}
+}

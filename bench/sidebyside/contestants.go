@@ -57,6 +57,15 @@ func (in *instance) stop() {
 	}
 }
 
+// cpuPID is the process whose CPU time counts as the contestant's: its
+// own, or 0 for direct, whose pid is the server's and no contestant's.
+func (in *instance) cpuPID() int {
+	if in.proc == nil {
+		return 0
+	}
+	return in.pid
+}
+
 // alive reports whether the contestant's process still runs.
 func (in *instance) alive() error {
 	if in.proc == nil || !in.proc.Exited() {

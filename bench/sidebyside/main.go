@@ -358,7 +358,7 @@ func run(ctx context.Context, o options) error {
 					res.Notes = append(res.Notes, fmt.Sprintf("%s stopped during round %d: %v", names[id], round, err))
 					continue
 				}
-				runs := rn.run(ctx, c, in.addr[c.protocol], round, id)
+				runs := rn.run(ctx, c, in.addr[c.protocol], in.cpuPID(), round, id)
 				res.Runs = append(res.Runs, runs...)
 				for _, r := range runs {
 					logf("round %d/%d  %-22s %-10s %s", round, o.rounds, r.Case, names[id], describeRun(r))
@@ -391,6 +391,12 @@ func describeRun(r bench.Run) string {
 	s := fmt.Sprintf("%12.0f ops/s  avg %.3f ms", r.OpsPerSec, r.LatAvgMS)
 	if r.LatP99MS > 0 {
 		s += fmt.Sprintf("  p99 %.3f ms", r.LatP99MS)
+	}
+	if r.CPUMicrosPerOp > 0 {
+		s += fmt.Sprintf("  cpu %s µs/op", bench.FormatCPU(r.CPUMicrosPerOp))
+	}
+	if r.Error != "" {
+		s += "  (" + r.Error + ")"
 	}
 	return s
 }
@@ -508,7 +514,7 @@ func profilePhase(ctx context.Context, o options, res *bench.Results, cases []be
 	}
 	logf("profile: %s through Outrigger for %d s", c.id, o.profileSeconds)
 	return captureProfiles(ctx, in.admin, c.id, o.profileSeconds, o.out, func(wctx context.Context) {
-		rn.run(wctx, *c, in.addr[c.protocol], 0, bench.Outrigger)
+		rn.run(wctx, *c, in.addr[c.protocol], 0, 0, bench.Outrigger)
 	})
 }
 
