@@ -27,11 +27,16 @@ var errCommandTimeout = errors.New("redis: no reply from upstream")
 // order; the order of pending is the order of the bytes in the buffer,
 // since both are appended under one lock.
 //
-// The reply clock runs only while commands are in flight: a reply that does
-// not arrive within the timeout fails every command in flight and closes
-// the lane (its reply stream can no longer be matched to commands). An idle
-// lane waits without limit, but its reader still notices at once when the
-// server closes the connection.
+// The reply clock: a reply that does not arrive within the timeout of the
+// oldest command's start (its queueing, or the previous reply, whichever
+// is later) fails every command in flight and closes the lane (its reply
+// stream can no longer be matched to commands). Blocking commands and an
+// idle lane wait without limit, and the reader still notices at once when
+// the server closes the connection. The clock is lazy: the connection's
+// read deadline is set only by the reader when it expires (to the oldest
+// command's deadline, or a timeout ahead when nothing is due), never per
+// command, so a command costs no timer update (which would also wake the
+// runtime's network poller).
 //
 // A shared lane carries many clients' commands; a pinned lane belongs to one
 // client at a time. In passthrough mode (pub/sub, MONITOR, CLIENT REPLY,
@@ -50,7 +55,12 @@ type lane struct {
 	flushing bool    // a session is writing; it will write wbuf too
 	pending  []*slot // slots of commands queued or written, not answered
 	head     int     // pending[head:] are live
-	sink     func(raw []byte, flush bool) error
+	queued   int     // how many of pending are in wbuf, not yet written
+	// since is when the oldest pending command started waiting for its
+	// reply: when it was queued on an idle lane, or when the reply before
+	// it came.
+	since time.Time
+	sink  func(raw []byte, flush bool) error
 
 	// hello is the upstream's reply to the HELLO sent when the lane was set up.
 	hello []byte
@@ -61,6 +71,9 @@ type lane struct {
 // newLane starts driving conn; onClose, if set, runs once when it closes.
 func newLane(conn net.Conn, timeout time.Duration, onClose func()) *lane {
 	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), onClose: onClose}
+	if timeout > 0 {
+		conn.SetReadDeadline(time.Now().Add(timeout))
+	}
 	go l.readLoop()
 	return l
 }
@@ -84,11 +97,11 @@ func (l *lane) queue(raw []byte, sl *slot) {
 		return
 	}
 	if sl != nil {
-		first := len(l.pending) == l.head
-		l.pending = append(l.pending, sl)
-		if first {
-			l.armLocked()
+		if len(l.pending) == l.head && l.timeout > 0 {
+			l.since = time.Now()
 		}
+		l.pending = append(l.pending, sl)
+		l.queued++
 	}
 	l.wbuf = append(l.wbuf, raw...)
 	big := len(l.wbuf) >= flushAt
@@ -110,16 +123,22 @@ func (l *lane) flush() {
 		return
 	}
 	l.flushing = true
+	busy := len(l.pending)-l.head > l.queued
 	l.mu.Unlock()
-	// Let the other sessions that are ready to run queue their commands
-	// first: they see flushing set and leave the write to this one, so many
-	// clients' commands go out in one write (as an event loop would batch
-	// them). When nothing else is runnable this returns at once.
-	runtime.Gosched()
+	if busy {
+		// Commands written earlier are in flight, so other clients use
+		// this connection now: let the sessions that are ready to run
+		// queue their commands first. They see flushing set and leave the
+		// write to this one, so many clients' commands go out in one write
+		// (as an event loop would batch them). A lone client does not
+		// yield: that would only move its goroutine to another thread.
+		runtime.Gosched()
+	}
 	l.mu.Lock()
 	for len(l.wbuf) > 0 {
 		buf := l.wbuf
 		l.wbuf = l.spare[:0]
+		l.queued = 0
 		l.mu.Unlock()
 		_, err := l.conn.Write(buf)
 		l.mu.Lock()
@@ -193,6 +212,9 @@ func (l *lane) readLoop() {
 		rep, err := rr.Next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if l.rearm() {
+					continue
+				}
 				err = fmt.Errorf("%w within %s", errCommandTimeout, l.timeout)
 			} else {
 				err = fmt.Errorf("redis: upstream: %w", err)
@@ -209,8 +231,9 @@ func (l *lane) readLoop() {
 			l.head++
 			if l.head == len(l.pending) {
 				l.pending, l.head = l.pending[:0], 0
+			} else if l.timeout > 0 {
+				l.since = time.Now()
 			}
-			l.armLocked()
 		}
 		l.mu.Unlock()
 		switch {
@@ -230,18 +253,24 @@ func (l *lane) readLoop() {
 	}
 }
 
-// armLocked starts the reply clock for the oldest command in flight, or
-// stops it when there is none or that command is a blocking one (BLPOP
-// waits as long as it asked to). l.mu is held.
-func (l *lane) armLocked() {
-	if l.timeout <= 0 {
-		return
+// rearm runs when the read deadline expires: it sets the next one and
+// reports true, or reports false when the oldest command in flight has
+// waited its whole timeout. With nothing due (an idle lane, a blocking
+// command first in line) the next deadline is a timeout ahead.
+func (l *lane) rearm() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	next := now.Add(l.timeout)
+	if l.head < len(l.pending) && !l.pending[l.head].blocking {
+		due := l.since.Add(l.timeout)
+		if !now.Before(due) {
+			return false
+		}
+		next = due
 	}
-	if l.head == len(l.pending) || l.pending[l.head].blocking {
-		l.conn.SetReadDeadline(time.Time{})
-		return
-	}
-	l.conn.SetReadDeadline(time.Now().Add(l.timeout))
+	l.conn.SetReadDeadline(next)
+	return true
 }
 
 // passthrough switches the lane to forwarding every frame to sink (flush is

@@ -209,7 +209,7 @@ func (h *Handler) newPinnedPool(key poolKey) (*pool.Pool[*lane], error) {
 		AcquireTimeout: h.cfg.Upstream.ConnectTimeout + h.cfg.Pool.CommandTimeout,
 		IdleTimeout:    5 * time.Minute,
 	}, pool.Hooks[*lane]{
-		// The reply clock does not run for blocking commands (see armLocked).
+		// The reply clock does not run for blocking commands (see lane.rearm).
 		Dial: func(ctx context.Context) (*lane, error) {
 			return h.dialLane(ctx, key, h.cfg.Pool.CommandTimeout, "pinned")
 		},
