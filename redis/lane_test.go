@@ -8,9 +8,8 @@ import (
 )
 
 // laneWithServer starts a server that accepts one connection and answers
-// every command frame it
-// reads with +OK after the delay the test sends for it (never when
-// negative), and a lane to it.
+// every command frame it reads with +OK after the delay the test sends for
+// it (never when negative), and a lane to it.
 func laneWithServer(t *testing.T, timeout time.Duration, replies <-chan time.Duration) *lane {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
