@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/outrigger/outrigger/internal/rawio"
 	"github.com/outrigger/outrigger/sidecar"
 )
 
@@ -123,13 +124,14 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 		pc.Close(ctx)
 		return nil, err
 	}
+	conn := rawio.Wrap(hc.Conn)
 	s := &server{
-		conn: hc.Conn, addr: a, pid: hc.PID, key: hc.SecretKey,
+		conn: conn, addr: a, pid: hc.PID, key: hc.SecretKey,
 		params: hc.ParameterStatuses, settings: emptySettings, txStatus: hc.TxStatus,
 		created: time.Now(),
 	}
-	s.fr = newFrameReader(hc.Conn, serverReadBuffer, 1<<30)
-	s.w = bufio.NewWriterSize(hc.Conn, 16<<10)
+	s.fr = newFrameReader(conn, serverReadBuffer, 1<<30)
+	s.w = bufio.NewWriterSize(conn, 16<<10)
 	size := h.cfg.Pool.MaxPreparedStatements
 	if size <= 0 {
 		size = 1 << 30

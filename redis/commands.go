@@ -1,6 +1,9 @@
 package redis
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // The command table in commands_gen.go is generated from a live Redis
 // server's COMMAND reply. To regenerate it, start a throwaway server and
@@ -47,6 +50,9 @@ type Command struct {
 	// operation is Name in upper case ("GET", "CLIENT|SETNAME"), made once
 	// at init for span names (see observe.go).
 	operation string
+	// stateful marks the commands a session handles itself or that change
+	// its connection state (the cases of session.dispatch).
+	stateful bool
 }
 
 // KeySpec is a Redis 7 key specification: where to start looking for keys
@@ -175,9 +181,24 @@ func init() {
 		setCategoryNames(c)
 		setOperation(c)
 	}
+	for _, name := range statefulCommands {
+		if c := commandByName(name); c != nil {
+			c.stateful = true
+		}
+	}
 	for name, f := range keyProcs {
 		if c := commandTable[name]; c != nil {
 			c.keys = f
 		}
 	}
+}
+
+// commandByName finds a command by its table name ("get", "client|id").
+func commandByName(name string) *Command {
+	top, sub, ok := strings.Cut(name, "|")
+	c := commandTable[top]
+	if c == nil || !ok {
+		return c
+	}
+	return c.Subcommands[sub]
 }

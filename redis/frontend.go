@@ -86,7 +86,11 @@ func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 		}
 		client, identity = tc, principal
 	}
-	h.newSession(ctx, c, client, identity).run()
+	s := h.newSession(ctx, c, client, identity)
+	if h.env.ServerTLS == nil {
+		s.d.raw = directConn(c.Conn)
+	}
+	s.run()
 }
 
 // initialKey is the connection state a new client starts in: RESP2,

@@ -49,6 +49,11 @@ type lane struct {
 	once    sync.Once
 	err     error
 
+	// deliver is held by whoever answers pending commands (the reader, or
+	// close failing them) from taking them off pending until their replies
+	// are handed on, so a client's replies keep their order.
+	deliver sync.Mutex
+
 	mu       sync.Mutex
 	wbuf     []byte  // commands queued, not yet written
 	spare    []byte  // the other write buffer, swapped in while writing
@@ -92,7 +97,9 @@ func (l *lane) queue(raw []byte, sl *slot) {
 	if !l.alive() {
 		l.mu.Unlock()
 		if sl != nil {
+			l.deliver.Lock()
 			sl.fail(l.failure())
+			l.deliver.Unlock()
 		}
 		return
 	}
@@ -185,17 +192,22 @@ func (l *lane) failure() error {
 // command in flight. Safe to call more than once.
 func (l *lane) close(err error) {
 	l.once.Do(func() {
+		// Marked closed and emptied in one step under both locks: a
+		// command queued after sees the lane down and fails only once
+		// these failures are handed on (queue takes deliver too).
+		l.deliver.Lock()
+		l.mu.Lock()
 		l.err = err
 		close(l.done)
-		l.conn.Close()
-		l.mu.Lock()
 		left := l.pending[l.head:]
 		l.pending, l.head = nil, 0
 		l.mu.Unlock()
+		l.conn.Close()
 		failWith := l.failure()
 		for _, sl := range left {
 			sl.fail(failWith)
 		}
+		l.deliver.Unlock()
 		if l.onClose != nil {
 			l.onClose()
 		}
@@ -208,7 +220,21 @@ func (l *lane) close(err error) {
 // goes to the sink instead.
 func (l *lane) readLoop() {
 	rr := NewReplyReader(l.conn)
+	// Sessions with direct replies delivered and not yet written: written
+	// when nothing more is buffered, or when the loop ends.
+	var toFlush []*session
+	flushAll := func() {
+		for i, s := range toFlush {
+			s.flushDirect()
+			toFlush[i] = nil
+		}
+		toFlush = toFlush[:0]
+	}
+	defer flushAll()
 	for {
+		if len(toFlush) > 0 && rr.Buffered() == 0 {
+			flushAll()
+		}
 		rep, err := rr.Next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -222,6 +248,7 @@ func (l *lane) readLoop() {
 			l.close(err)
 			return
 		}
+		l.deliver.Lock()
 		l.mu.Lock()
 		sink := l.sink
 		var sl *slot
@@ -238,17 +265,26 @@ func (l *lane) readLoop() {
 		l.mu.Unlock()
 		switch {
 		case sink != nil:
+			l.deliver.Unlock()
 			if err := sink(rep.Raw, rr.Buffered() == 0); err != nil {
 				l.close(err)
 				return
 			}
 		case sl == nil:
+			l.deliver.Unlock()
 			// A reply nobody asked for, or out-of-band data: the stream can
 			// no longer be matched to commands.
 			l.close(errors.New("redis: upstream sent a reply no command was waiting for"))
 			return
+		case sl.sess != nil:
+			s := sl.sess
+			if s.deliver(sl, rep.Raw, nil) {
+				toFlush = append(toFlush, s)
+			}
+			l.deliver.Unlock()
 		default:
 			sl.complete(rep.Raw)
+			l.deliver.Unlock()
 		}
 	}
 }

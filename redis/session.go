@@ -90,6 +90,8 @@ type session struct {
 	in   peekConn      // the client, as the command reader reads it
 	wmu  sync.Mutex
 	w    *bufio.Writer
+	// d holds the replies the lane's reader writes itself (direct.go).
+	d directOut
 
 	// view is what GET /clients shows of the session (clients.go).
 	view sessionView
@@ -169,6 +171,7 @@ func (s *session) readFailed(err error) {
 		return
 	}
 	// Counted as an unknown command that Outrigger could not serve.
+	s.settleDirect()
 	sl := s.newSlot(nil)
 	sl.refusal = metrics.OutcomeProxyError
 	sl.error(msg)
@@ -196,6 +199,7 @@ func (s *session) finish() {
 		s.unpin(true)
 	}
 	s.flush()
+	s.settleDirect()
 	s.drain() // gives back a connection whose last command ended its use
 	s.unpin(true)
 	s.c.Close()
@@ -293,6 +297,9 @@ func (s *session) putWriter() {
 // newSlot takes a slot for cmd, reusing a written one when it can.
 func (s *session) newSlot(cmd *Command) *slot {
 	var sl *slot
+	if len(s.free) == 0 && s.d.raw != nil {
+		s.takeDelivered()
+	}
 	if n := len(s.free); n > 0 {
 		sl = s.free[n-1]
 		s.free = s.free[:n-1]
@@ -306,12 +313,15 @@ func (s *session) newSlot(cmd *Command) *slot {
 	return sl
 }
 
+// maxFreeSlots is how many written slots a session keeps for reuse.
+const maxFreeSlots = 256
+
 // releaseSlot keeps a written slot for reuse.
 func (s *session) releaseSlot(sl *slot) {
 	if cap(sl.buf) > 64<<10 {
 		sl.buf = nil // do not keep a large reply's buffer
 	}
-	if len(s.free) < 256 {
+	if len(s.free) < maxFreeSlots {
 		s.free = append(s.free, sl)
 	}
 }
@@ -399,6 +409,9 @@ func errorLine(err error) string {
 // replies are outstanding the session stops reading the client and writes
 // them first (backpressure).
 func (s *session) enqueue(sl *slot) {
+	if len(s.out) == 0 {
+		s.settleDirect() // its detached replies go first
+	}
 	s.out = append(s.out, sl)
 	if len(s.out) >= s.h.cfg.MaxPipeline {
 		s.flush()
@@ -416,6 +429,7 @@ func (s *session) send(l *lane, raw []byte, sl *slot) {
 		if s.last != nil {
 			s.wait(s.last)
 		}
+		s.settleDirect()
 	}
 	s.cur, s.last = l, sl
 	l.queue(raw, sl) // before enqueue, which may wait for sl
@@ -436,6 +450,7 @@ func (s *session) settle() {
 	if s.last != nil {
 		s.wait(s.last)
 	}
+	s.settleDirect()
 	if s.releaseOn != nil {
 		s.wait(s.releaseOn)
 		s.releaseOn = nil
@@ -447,6 +462,16 @@ func (s *session) settle() {
 func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
 	s.releaseOn = sl // before send: a drain inside it may write sl
 	s.send(l, raw, sl)
+}
+
+// statefulCommands are the commands dispatch handles itself: every case
+// of its switch (a test checks the two agree).
+var statefulCommands = []string{
+	"quit", "select", "auth", "hello",
+	"client|setname", "client|getname", "client|id", "client|info", "client|setinfo",
+	"reset", "unsubscribe", "punsubscribe", "sunsubscribe",
+	"subscribe", "psubscribe", "ssubscribe", "monitor", "client|reply", "client|tracking",
+	"multi", "watch", "exec", "discard", "unwatch",
 }
 
 // dispatch routes one command; false ends the session (QUIT).
@@ -479,6 +504,11 @@ func (s *session) dispatch(cmd Cmd) bool {
 	name := ""
 	if c != nil {
 		name = c.Name
+		if c.stateful && s.d.raw != nil {
+			// It may change what the records of detached commands read
+			// (the user), or answer here: those replies go first.
+			s.settleDirect()
+		}
 	}
 	switch name {
 	case "quit":
@@ -579,6 +609,10 @@ func (s *session) dispatch(cmd Cmd) bool {
 			return true
 		}
 		s.shared = l
+	}
+	if s.canDetach(l) {
+		s.sendDetached(l, cmd.Raw, sl)
+		return true
 	}
 	s.send(l, cmd.Raw, sl)
 	return true

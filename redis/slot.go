@@ -41,6 +41,10 @@ type slot struct {
 	rule    string
 	db      int
 	span    trace.Span
+
+	// sess is set while the command is detached: the lane's reader writes
+	// its reply to that session's client itself (direct.go).
+	sess *session
 }
 
 // isDone reports whether the slot is answered.
@@ -62,6 +66,12 @@ func (s *slot) complete(raw []byte) {
 
 // fail answers the command with an error line.
 func (s *slot) fail(err error) {
+	if sess := s.sess; sess != nil {
+		if sess.deliver(s, nil, err) {
+			sess.flushDirect()
+		}
+		return
+	}
 	s.err = err
 	s.finish()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/outrigger/outrigger/internal/rawio"
 	"github.com/outrigger/outrigger/pool"
 )
 
@@ -122,6 +123,7 @@ func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Durati
 	if err != nil {
 		return nil, err
 	}
+	conn = rawio.Wrap(conn)
 	// HELLO sets the protocol, authenticates, and answers with the server's
 	// facts, which the lane keeps for clients that send HELLO themselves.
 	args := []string{"HELLO", strconv.Itoa(key.proto)}

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/outrigger/outrigger/internal/rawio"
 )
 
 // Conn is one accepted client connection. The embedded net.Conn is the raw
@@ -54,7 +56,9 @@ func (c *Conn) CountSent(n int64) {
 // Counting returns a net.Conn that counts its reads and writes into the
 // listener's byte metrics; use it where splice does not apply anyway (TLS,
 // protocol frontends). Close on it closes c.
-func (c *Conn) Counting() net.Conn { return &countingConn{Conn: c.Conn, c: c} }
+// Its reads and writes are raw system calls (package rawio) when c is a
+// plain socket.
+func (c *Conn) Counting() net.Conn { return &countingConn{Conn: rawio.Wrap(c.Conn), c: c} }
 
 type countingConn struct {
 	net.Conn
