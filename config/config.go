@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Config is the whole configuration of one Outrigger process. The keys below are
 // the contract that README.md, docs/configuration.md and the examples rely on.
@@ -10,6 +13,7 @@ type Config struct {
 	Log      Log                   `koanf:"log" json:"log"`
 	Shutdown Shutdown              `koanf:"shutdown" json:"shutdown"`
 	Reload   Reload                `koanf:"reload" json:"reload"`
+	Runtime  Runtime               `koanf:"runtime" json:"runtime"`
 	TLS      map[string]TLSProfile `koanf:"tls" json:"tls,omitempty"`
 	Postgres []Postgres            `koanf:"postgres" json:"postgres,omitempty"`
 	Redis    []Redis               `koanf:"redis" json:"redis,omitempty"`
@@ -44,6 +48,32 @@ type Shutdown struct {
 	// DrainTimeout is how long in-flight connections may run after the listeners
 	// stop accepting; the rest are closed when it passes.
 	DrainTimeout time.Duration `koanf:"drain_timeout" json:"drain_timeout" default:"30s"`
+}
+
+// Runtime tunes the Go runtime the process runs on.
+type Runtime struct {
+	// MaxProcs is how many threads may run Outrigger's code at once
+	// (GOMAXPROCS): a number, or "auto" for half the CPUs the Go runtime
+	// would use by itself (the CPUs of the machine, within a cgroup CPU
+	// limit), rounded up. A sidecar shares its CPUs with the application
+	// and often the database it proxies; its work is mostly system calls,
+	// and a second runtime thread costs more in thread wake-ups than it
+	// adds (see docs/operations.md). With "auto", a GOMAXPROCS environment
+	// variable wins.
+	MaxProcs string `koanf:"max_procs" json:"max_procs" default:"auto"`
+}
+
+// Procs is the GOMAXPROCS that MaxProcs asks for, given the runtime's
+// own default (runtime.GOMAXPROCS(0) at start) and whether GOMAXPROCS was
+// set in the environment. MaxProcs must be valid (Validate).
+func (r Runtime) Procs(runtimeDefault int, envSet bool) int {
+	if n, err := strconv.Atoi(r.MaxProcs); err == nil {
+		return n
+	}
+	if envSet {
+		return runtimeDefault
+	}
+	return max(1, (runtimeDefault+1)/2)
 }
 
 // Reload governs live reload of the config file.

@@ -98,6 +98,7 @@ func TestDefaults(t *testing.T) {
 		{"log.format", cfg.Log.Format, "json"},
 		{"shutdown.drain_timeout", cfg.Shutdown.DrainTimeout, 30 * time.Second},
 		{"reload.watch", cfg.Reload.Watch, true},
+		{"runtime.max_procs", cfg.Runtime.MaxProcs, "auto"},
 		{"tcp[0].idle_timeout", cfg.TCP[0].IdleTimeout, time.Hour},
 		{"tcp[0].max_connections", cfg.TCP[0].MaxConnections, 10000},
 		{"tcp[0].upstream.connect_timeout", cfg.TCP[0].Upstream.ConnectTimeout, 5 * time.Second},
@@ -110,6 +111,37 @@ func TestDefaults(t *testing.T) {
 				t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
 			}
 		})
+	}
+}
+
+func TestRuntimeMaxProcs(t *testing.T) {
+	tests := []struct {
+		maxProcs     string
+		runtimeProcs int
+		env          bool
+		want         int
+	}{
+		{"auto", 1, false, 1},
+		{"auto", 2, false, 1},
+		{"auto", 3, false, 2},
+		{"auto", 8, false, 4},
+		{"auto", 8, true, 8}, // GOMAXPROCS in the environment wins over auto
+		{"3", 2, false, 3},
+		{"3", 8, true, 3}, // a number in the config wins over the environment
+	}
+	for _, tt := range tests {
+		if got := (Runtime{MaxProcs: tt.maxProcs}).Procs(tt.runtimeProcs, tt.env); got != tt.want {
+			t.Errorf("max_procs %q, runtime default %d, env %v: %d, want %d", tt.maxProcs, tt.runtimeProcs, tt.env, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"0", "-1", "many", ""} {
+		_, err := load(t, "runtime: {max_procs: \""+bad+"\"}")
+		if err == nil || !strings.Contains(err.Error(), "runtime.max_procs") {
+			t.Errorf("max_procs %q: got %v, want an error naming runtime.max_procs", bad, err)
+		}
+	}
+	if _, err := load(t, "runtime: {max_procs: 2}"); err != nil {
+		t.Errorf("max_procs 2: %v", err)
 	}
 }
 

@@ -28,6 +28,9 @@ func (c *Config) Validate() error {
 	}
 	v.nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
 	v.nonNegative("reload.debounce", c.Reload.Debounce)
+	if n, err := strconv.Atoi(c.Runtime.MaxProcs); c.Runtime.MaxProcs != "auto" && (err != nil || n < 1) {
+		v.add("runtime.max_procs", "must be \"auto\" or a number > 0, not %q", c.Runtime.MaxProcs)
+	}
 
 	for name, p := range c.TLS {
 		key := "tls." + name

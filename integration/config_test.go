@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -174,4 +177,57 @@ tcp:
 	}
 	o.sigs <- sighup
 	eventually(t, "listener b after SIGHUP", func() bool { return o.Srv.ListenerAddr("b") != nil })
+}
+
+// TestRuntimeMaxProcs runs the binary: runtime.max_procs sets GOMAXPROCS
+// (go_sched_gomaxprocs_threads on /metrics), a reload changes it, and with
+// auto a GOMAXPROCS environment variable wins.
+func TestRuntimeMaxProcs(t *testing.T) {
+	integrationOnly(t)
+	bin := outriggerBinary(t)
+	admin := testenv.FreeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "outrigger.yaml")
+	write := func(maxProcs string) {
+		tmp := cfgPath + ".new"
+		os.WriteFile(tmp, []byte(fmt.Sprintf("admin: {listen: %s}\nreload: {debounce: 50ms}\nruntime: {max_procs: %s}\n", admin, maxProcs)), 0o644)
+		if err := os.Rename(tmp, cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("2")
+	var logs testenv.SyncBuffer
+	cmd := exec.Command(bin, "run", "-c", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = []string{"GOMAXPROCS=3"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("outrigger log:\n%s", logs.String())
+		}
+	})
+	gomaxprocs := func() float64 {
+		resp, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
+				var v float64
+				fmt.Sscan(rest, &v)
+				return v
+			}
+		}
+		return -1
+	}
+	eventually(t, "GOMAXPROCS 2 from max_procs: 2", func() bool { return gomaxprocs() == 2 })
+	write("auto")
+	eventually(t, "GOMAXPROCS 3 from the environment with max_procs: auto", func() bool { return gomaxprocs() == 3 })
+	write("1")
+	eventually(t, "GOMAXPROCS 1 after a reload to max_procs: 1", func() bool { return gomaxprocs() == 1 })
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,6 +157,12 @@ func outriggerBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// The Outrigger servers these tests run in-process would set the test
+	// process's GOMAXPROCS (runtime.max_procs: auto); with GOMAXPROCS in
+	// the environment, auto keeps what the tests run with.
+	if os.Getenv("GOMAXPROCS") == "" {
+		os.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
+	}
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))

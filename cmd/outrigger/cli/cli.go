@@ -256,6 +256,8 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	log := newLogger(opts.Stderr, cfg.Log.Format, level)
+	procs := newProcs()
+	procs.apply(cfg.Runtime, log)
 	m := metrics.New(metrics.BuildInfo{Version: Version, Commit: Commit})
 	srv := sidecar.NewServer(sidecar.Options{Logger: log, Metrics: m, Builders: builders(opts), Dialer: opts.Dialer, Version: Version})
 	if err := srv.Apply(cfg); err != nil {
@@ -304,6 +306,7 @@ func run(ctx context.Context, src config.Source, opts Options) int {
 			return
 		}
 		level.Set(parseLevel(next.Log.Level))
+		procs.apply(next.Runtime, log)
 		if next.Log.Format != cfg.Log.Format || next.Reload != cfg.Reload {
 			log.Warn("log.format and reload.* take effect at the next start; the running values stay",
 				"log.format", cfg.Log.Format, "reload.watch", cfg.Reload.Watch, "reload.debounce", cfg.Reload.Debounce.String())
@@ -348,4 +351,23 @@ func errorStrings(err error) []string {
 		out = append(out, e.Error())
 	}
 	return out
+}
+
+// procs applies runtime.max_procs. It remembers the runtime's own
+// GOMAXPROCS from before the first change, which "auto" halves.
+type procs struct {
+	runtimeDefault int
+	envSet         bool
+}
+
+func newProcs() *procs {
+	_, env := os.LookupEnv("GOMAXPROCS")
+	return &procs{runtimeDefault: runtime.GOMAXPROCS(0), envSet: env}
+}
+
+func (p *procs) apply(r config.Runtime, log *slog.Logger) {
+	n := r.Procs(p.runtimeDefault, p.envSet)
+	if prev := runtime.GOMAXPROCS(n); prev != n {
+		log.Info("runtime threads set", "max_procs", r.MaxProcs, "gomaxprocs", n, "cpus", runtime.NumCPU())
+	}
 }
