@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // settings is a set of session parameters a connection should have, each as
@@ -44,7 +45,33 @@ func newSettings(m map[string]string) *settings {
 		h.WriteString(m[k])
 		h.WriteByte(0)
 	}
-	return &settings{m: m, sum: h.Sum64()}
+	return intern(&settings{m: m, sum: h.Sum64()})
+}
+
+// interned are settings made so far, by sum: clients with the same
+// settings (as a pool's clients mostly are) share one *settings, so the
+// check before every transaction that a server's settings are the
+// client's (equal) is a pointer comparison instead of a map walk.
+var interned = struct {
+	sync.Mutex
+	m map[uint64]*settings
+}{m: map[uint64]*settings{}}
+
+// maxInterned bounds interned; past it the table starts over (settings
+// made before stay valid, they only compare the slow way).
+const maxInterned = 4096
+
+func intern(s *settings) *settings {
+	interned.Lock()
+	defer interned.Unlock()
+	if prev := interned.m[s.sum]; prev != nil && prev.equal(s) {
+		return prev
+	}
+	if len(interned.m) >= maxInterned {
+		clear(interned.m)
+	}
+	interned.m[s.sum] = s
+	return s
 }
 
 func (s *settings) equal(o *settings) bool {

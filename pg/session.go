@@ -91,9 +91,13 @@ type session struct {
 	// map).
 	failedStmts []*clientStmt
 	// waitCancel aborts a wait for a server (a CancelRequest for a query
-	// that has not reached one); waitCanceled says it did.
-	waitCancel   context.CancelFunc
-	waitCanceled bool
+	// that has not reached one); waitCanceled says it did. It is set only
+	// while the session waits; waitCtx and waitCtxCancel are the context
+	// of every wait, made once and again only after a cancel ended it.
+	waitCancel    context.CancelFunc
+	waitCanceled  bool
+	waitCtx       context.Context
+	waitCtxCancel context.CancelFunc
 	dead         bool // the server failed under the session: it is over
 	queryTimer   *time.Timer
 	writing      bool // the client goroutine is writing to srv
@@ -405,15 +409,17 @@ func (s *session) lockServer() (*server, error) {
 	}
 	s.waiting = true
 	s.lastRequest = time.Now()
-	ctx, cancel := context.WithCancel(s.ctx)
-	s.waitCancel, s.waitCanceled = cancel, false
+	if s.waitCtx == nil || s.waitCtx.Err() != nil {
+		s.waitCtx, s.waitCtxCancel = context.WithCancel(s.ctx)
+	}
+	ctx := s.waitCtx
+	s.waitCancel, s.waitCanceled = s.waitCtxCancel, false
 	s.mu.Unlock()
 	err := s.h.waitResume(ctx)
 	var lease *pool.Lease[*server]
 	if err == nil {
 		lease, err = s.pool.p.Acquire(ctx)
 	}
-	cancel()
 	if err != nil {
 		s.mu.Lock()
 		s.waiting = false
@@ -779,6 +785,11 @@ func (s *session) writeClient(b []byte) {
 // finish ends the session: the client gets a final error if there is one,
 // and the server goes back to the pool clean, or is closed.
 func (s *session) finish(err error) {
+	s.mu.Lock()
+	if s.waitCtxCancel != nil {
+		s.waitCtxCancel() // unhooks it from s.ctx, which may outlive the session
+	}
+	s.mu.Unlock()
 	if err != nil && !errors.Is(err, errTerminate) && !errors.Is(err, io.EOF) && !isClosed(err) {
 		e := clientError(err)
 		s.mu.Lock()

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -31,6 +32,22 @@ import (
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn
+
+	// The functions handed to RawConn and their arguments and results live
+	// in the Conn, made once, so a call allocates nothing; rmu and wmu
+	// keep concurrent readers (and writers) from sharing them.
+	rmu    sync.Mutex
+	rbuf   []byte
+	rn     int
+	rerr   syscall.Errno
+	readFn func(uintptr) bool
+
+	wmu     sync.Mutex
+	wbuf    []byte
+	wdone   int
+	werr    syscall.Errno
+	wait    bool // Write waits for room; TryWrite does not
+	writeFn func(uintptr) bool
 }
 
 // Wrap returns c as a Conn when it is a TCP or Unix socket, and c itself
@@ -45,7 +62,10 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{Conn: c, rc: rc}
+	rw := &Conn{Conn: c, rc: rc}
+	rw.readFn = rw.read
+	rw.writeFn = rw.write
+	return rw
 }
 
 // SyscallConn returns the socket's raw connection.
@@ -57,21 +77,12 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			if e == syscall.EINTR {
-				continue
-			}
-			if e == syscall.EAGAIN {
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rmu.Lock()
+	c.rbuf, c.rn, c.rerr = b, 0, 0
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerr
+	c.rbuf = nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -83,24 +94,39 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// read is one read(2) for Read: false (wait for the poller) on EAGAIN.
+func (c *Conn) read(fd uintptr) bool {
+	b := c.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e == syscall.EAGAIN {
+			return false
+		}
+		c.rn, c.rerr = int(r), e
+		return true
+	}
+}
+
 // Write writes all of b, waiting in the poller while the socket is full.
 func (c *Conn) Write(b []byte) (int, error) {
-	var done int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for done < len(b) {
-			n, e := write(fd, b[done:])
-			if e == syscall.EAGAIN {
-				return false
-			}
-			if e != 0 {
-				errno = e
-				return true
-			}
-			done += n
-		}
-		return true
-	})
+	return c.writeAll(b, true)
+}
+
+// writeAll writes b, waiting for room when wait is set, and returns how
+// much went out.
+func (c *Conn) writeAll(b []byte, wait bool) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	c.wbuf, c.wdone, c.werr, c.wait = b, 0, 0, wait
+	err := c.rc.Write(c.writeFn)
+	done, errno := c.wdone, c.werr
+	c.wbuf = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return done, c.opError("write", err)
@@ -110,29 +136,34 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return done, nil
 }
 
+// write makes write(2) calls for writeAll until all is written, an error,
+// or EAGAIN (false, to wait for the poller, when c.wait is set).
+func (c *Conn) write(fd uintptr) bool {
+	for c.wdone < len(c.wbuf) {
+		b := c.wbuf[c.wdone:]
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case 0:
+			c.wdone += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return !c.wait
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
 // TryWrite writes as much of b as the socket takes now, without waiting:
-// n is 0 when it is full.
+// n is 0 when it is full. It fails on a connection Wrap did not wrap.
 func TryWrite(c net.Conn, b []byte) (n int, err error) {
 	rc, ok := c.(*Conn)
-	if !ok || len(b) == 0 {
+	if !ok {
 		return 0, errNotRaw
 	}
-	var errno syscall.Errno
-	werr := rc.rc.Write(func(fd uintptr) bool {
-		var e syscall.Errno
-		n, e = write(fd, b)
-		if e != 0 && e != syscall.EAGAIN {
-			errno = e
-		}
-		return true // never wait: the caller deals with what is left
-	})
-	switch {
-	case werr != nil:
-		return n, rc.opError("write", werr)
-	case errno != 0:
-		return n, rc.opError("write", errno)
-	}
-	return n, nil
+	return rc.writeAll(b, false)
 }
 
 // CanTryWrite reports whether TryWrite works on c.
@@ -142,20 +173,6 @@ func CanTryWrite(c net.Conn) bool {
 }
 
 var errNotRaw = &net.OpError{Op: "write", Net: "raw", Err: syscall.EINVAL}
-
-// write is one write(2), retried on EINTR; n is 0 on an error.
-func write(fd uintptr, b []byte) (int, syscall.Errno) {
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		if e == syscall.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), 0
-	}
-}
 
 // opError wraps err as the net package would, so callers that look for
 // timeouts (os.ErrDeadlineExceeded, net.Error) or closed connections

@@ -145,3 +145,61 @@ func TestWrapLeavesOthers(t *testing.T) {
 		t.Error("TryWrite on a pipe did not fail")
 	}
 }
+
+// A read or write allocates nothing (the hot path of every frontend).
+func TestNoAllocs(t *testing.T) {
+	c, peer := pair(t, "tcp")
+	msg := []byte("ping")
+	buf := make([]byte, 64)
+	pbuf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, pbuf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := TryWrite(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, pbuf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per round trip, want 0", allocs)
+	}
+}
+
+func BenchmarkWriteRead(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(s, s) // echo
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := Wrap(nc)
+	defer c.Close()
+	msg, buf := []byte("*1\r\n$4\r\nPING\r\n"), make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Write(msg)
+		io.ReadFull(c, buf[:len(msg)])
+	}
+}
