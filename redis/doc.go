@@ -70,6 +70,19 @@
 // accepted framing Redis refuses, which a proxy would forward). redcon's
 // Append helpers still encode the replies Outrigger writes itself.
 //
+// Direct replies (direct.go): an ordinary command (not pinned, not
+// answered here, with no earlier reply of the client's still waiting in its
+// session) is detached from its session once queued on the shared
+// connection; the lane's reader appends its reply to the session's buffer
+// and writes it to the client with a non-blocking write when nothing more is
+// buffered, so the session's goroutine goes back to reading the client at
+// once and a command costs no goroutine hand-off. A full client socket hands
+// the rest to a backlog writer, so one slow client never holds up the lane.
+// Before the session writes, changes state or uses another connection it
+// waits for its detached replies (settleDirect), so nothing overtakes them.
+// Client and upstream sockets are read and written with raw system calls
+// (internal/rawio) when they are plain sockets.
+//
 // The data flow: a client's command is read, looked up in the command table,
 // checked by the policy engine (its name, categories and keys), and written to
 // an upstream connection (a dedicated one when IsBlocking says so, or for

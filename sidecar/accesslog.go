@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -43,8 +44,88 @@ type accessSink struct {
 	all       bool   // sample_rate 1
 	slow      time.Duration
 	maxStmt   int
-	file      *os.File // nil for stderr, stdout and writers given in code
+	out       *batchWriter // nil for writers given in code (NewAccessLogTo)
 	hash      string
+}
+
+// accessFlushEvery is how long a line may wait in an access log's buffer.
+const accessFlushEvery = 100 * time.Millisecond
+
+// accessBatchBytes is how much waits at most before a write.
+const accessBatchBytes = 64 << 10
+
+// batchWriter gathers access log lines and writes them out together, every
+// accessFlushEvery or once accessBatchBytes wait: a busy log costs a few
+// write system calls a second instead of one per line. (A blocking write
+// to a file is a system call the Go runtime must hand a thread to; one per
+// sampled request kept its monitor waking every 20 µs, which cost the
+// frontends 5 to 7 % of their throughput at 1 % sampling.) A crash loses
+// at most the lines of the last accessFlushEvery.
+type batchWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	file   *os.File // closed by Close; nil for stdout and stderr
+	buf    []byte
+	timer  *time.Timer
+	armed  bool
+	closed bool
+}
+
+func newBatchWriter(w io.Writer, f *os.File) *batchWriter {
+	b := &batchWriter{w: w, file: f}
+	b.timer = time.AfterFunc(time.Hour, b.flush)
+	b.timer.Stop()
+	return b
+}
+
+// Write keeps p (one line: slog writes a record in one call) for the next
+// batch.
+func (b *batchWriter) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return b.w.Write(p) // a handler that still held the old version
+	}
+	b.buf = append(b.buf, p...)
+	switch {
+	case len(b.buf) >= accessBatchBytes:
+		b.flushLocked()
+	case !b.armed:
+		b.armed = true
+		b.timer.Reset(accessFlushEvery)
+	}
+	return len(p), nil
+}
+
+func (b *batchWriter) flush() {
+	b.mu.Lock()
+	b.flushLocked()
+	b.mu.Unlock()
+}
+
+func (b *batchWriter) flushLocked() {
+	b.armed = false
+	if len(b.buf) == 0 {
+		return
+	}
+	_, _ = b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	if cap(b.buf) > 4*accessBatchBytes {
+		b.buf = nil
+	}
+}
+
+// Close writes what waits and closes the file, if the log has one.
+func (b *batchWriter) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timer.Stop()
+	b.flushLocked()
+	b.closed = true
+	if b.file != nil {
+		return b.file.Close()
+	}
+	return nil
 }
 
 // AccessEntry is one line of the access log. Statement is the text to log,
@@ -91,7 +172,11 @@ func NewAccessLogTo(w io.Writer, c config.AccessLog) *AccessLog {
 	return a
 }
 
-func newAccessSink(w io.Writer, f *os.File, c config.AccessLog) *accessSink {
+// newAccessSink writes to w, through out when it is not nil.
+func newAccessSink(w io.Writer, out *batchWriter, c config.AccessLog) *accessSink {
+	if out != nil {
+		w = out
+	}
 	s := &accessSink{
 		h: slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.LevelKey {
@@ -101,7 +186,7 @@ func newAccessSink(w io.Writer, f *os.File, c config.AccessLog) *accessSink {
 		}}),
 		slow:    c.SlowThreshold,
 		maxStmt: c.MaxStatementLength,
-		file:    f,
+		out:     out,
 		hash:    config.Hash(c),
 	}
 	switch {
@@ -151,26 +236,27 @@ func (a *AccessLog) prepare(c config.AccessLog, stdout, stderr io.Writer) (next 
 		}
 		w = f
 	}
-	return newAccessSink(w, f, c), true, nil
+	return newAccessSink(w, newBatchWriter(w, f), c), true, nil
 }
 
-// commit makes next live and returns the previous version's file.
+// commit makes next live and returns the previous version's output, which
+// the caller closes (writing its last lines, closing its file).
 func (a *AccessLog) commit(next *accessSink) io.Closer {
 	return closerOf(a.cur.Swap(next))
 }
 
 // abandon closes what prepare opened for a version that will not go live.
 func (s *accessSink) abandon() {
-	if s != nil && s.file != nil {
-		s.file.Close()
+	if s != nil && s.out != nil {
+		s.out.Close()
 	}
 }
 
 func closerOf(s *accessSink) io.Closer {
-	if s == nil || s.file == nil {
+	if s == nil || s.out == nil {
 		return nil
 	}
-	return s.file
+	return s.out
 }
 
 // Close turns the log off and closes its file.

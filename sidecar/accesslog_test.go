@@ -174,21 +174,51 @@ func TestAccessLogReload(t *testing.T) {
 	if !strings.Contains(string(b), `"listener":"one"`) || strings.Contains(string(b), "two") {
 		t.Errorf("file: %s", b)
 	}
-	if got := stderr.lines(t); len(got) != 1 || got[0]["listener"] != "two" {
-		t.Errorf("stderr: %v", got)
-	}
 	fi, _ := os.Stat(filepath.Join(dir, "a.log"))
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
 	}
 	c.Enabled = false
-	a.Configure(c, nil, &stderr)
+	old, err = a.Configure(c, nil, &stderr)
+	if err != nil || old == nil {
+		t.Fatalf("turning it off: %v, %v", old, err)
+	}
+	old.Close() // writes the lines still waiting in the batch
+	if got := stderr.lines(t); len(got) != 1 || got[0]["listener"] != "two" {
+		t.Errorf("stderr: %v", got)
+	}
 	if a.Enabled() || a.Want(time.Hour, true) {
 		t.Error("enabled: false still logs")
 	}
 	c.Enabled, c.Output = true, filepath.Join(dir, "no", "such", "dir.log")
 	if _, err := a.Configure(c, nil, &stderr); err == nil || !strings.Contains(err.Error(), "access_log.output") {
 		t.Errorf("a file that cannot be opened: %v", err)
+	}
+}
+
+// TestAccessLogBatches: lines wait in a batch and reach the output within
+// accessFlushEvery, or as soon as accessBatchBytes wait.
+func TestAccessLogBatches(t *testing.T) {
+	var out syncBuf
+	b := newBatchWriter(&out, nil)
+	defer b.Close()
+	b.Write([]byte("{\"n\":1}\n"))
+	if len(out.lines(t)) != 0 {
+		t.Fatal("a line was written at once, not batched")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(out.lines(t)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch was never written")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	line := []byte("{\"n\":2," + `"pad":"` + strings.Repeat("x", 1000) + "\"}\n")
+	for range accessBatchBytes/len(line) + 1 {
+		b.Write(line)
+	}
+	if got := len(out.lines(t)); got < 2 {
+		t.Errorf("%d lines after %d bytes waited; the batch should have been written", got, accessBatchBytes)
 	}
 }
 

@@ -1,21 +1,3 @@
-// Package rawio reads and writes the sockets of Outrigger's protocol
-// frontends without the Go runtime's system-call bookkeeping.
-//
-// A read or write through net.Conn enters the runtime's syscall state: a
-// processor (P) stays attached to the thread, and the runtime's monitor
-// thread, which wakes every 20 µs while it keeps finding a P in a system
-// call and every 10 ms otherwise, takes that P away from a call that
-// outlasts one of its ticks and wakes another thread to run it. Writes to
-// loopback sockets wake the reader on the other end inside the call and
-// take tens of microseconds on a virtual machine, so under load nearly
-// every call outlasts a tick: the monitor stays at 20 µs and a proxy spends
-// much of its CPU on thread wake-ups that do no work.
-//
-// The sockets are non-blocking (the runtime's poller drives them), so a
-// read or write returns at once, with EAGAIN when it cannot progress. Conn
-// makes those calls with syscall.RawSyscall inside syscall.RawConn's
-// Read and Write: the runtime sees no system call, and the poller still
-// parks the goroutine on EAGAIN, with deadlines as for any net.Conn.
 package rawio
 
 import (
