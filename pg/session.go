@@ -98,10 +98,10 @@ type session struct {
 	waitCanceled  bool
 	waitCtx       context.Context
 	waitCtxCancel context.CancelFunc
-	dead         bool // the server failed under the session: it is over
-	queryTimer   *time.Timer
-	writing      bool // the client goroutine is writing to srv
-	kick         bool // the relay's read was interrupted to detach
+	dead          bool // the server failed under the session: it is over
+	queryTimer    *time.Timer
+	writing       bool // the client goroutine is writing to srv
+	kick          bool // the relay's read was interrupted to detach
 	// For SHOW CLIENTS.
 	connected   time.Time
 	lastRequest time.Time
