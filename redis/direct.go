@@ -81,13 +81,6 @@ func (s *session) sendDetached(l *lane, raw []byte, sl *slot) {
 	}
 }
 
-// hasDetached reports whether some detached reply is not yet written.
-func (s *session) hasDetached() bool {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	return s.d.detached > 0
-}
-
 // settleDirect sends what is queued and waits until every detached reply
 // is written to the client.
 func (s *session) settleDirect() {
@@ -205,10 +198,9 @@ func (s *session) writeBacklog() {
 		s.wakeIfSettled()
 	}
 	if d.broken {
-		s.wrote()
+		s.wrote() // drops what is left
 	}
 	d.backlog = false
-	s.wakeIfSettled()
 	d.mu.Unlock()
 }
 

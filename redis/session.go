@@ -504,7 +504,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 	name := ""
 	if c != nil {
 		name = c.Name
-		if c.stateful && s.d.raw != nil {
+		if c.stateful {
 			// It may change what the records of detached commands read
 			// (the user), or answer here: those replies go first.
 			s.settleDirect()
@@ -761,13 +761,6 @@ func refusalOutcome(d *policy.Decision) metrics.Outcome {
 	return metrics.OutcomeDenied
 }
 
-// applyDecision carries out the policy's decision on the command in sl
-// (the engine has logged a refusal or an audit). A refusal answers sl in its place in the reply
-// stream (and inside MULTI dooms the transaction) and returns false, as
-// does a client that leaves during a delay; an allowed command returns
-// true, after its delay: the commands already sent go upstream first, and
-// this session's goroutine waits alone, so the clients that share its
-// upstream connection are not held up.
 // holdBack waits out a rate limit's delay before sl's command is sent. It
 // reports false, with the command recorded as rate limited, when the
 // client left meanwhile: the command never ran.
@@ -782,6 +775,13 @@ func (s *session) holdBack(d *policy.Decision, sl *slot) bool {
 	return ok
 }
 
+// applyDecision carries out the policy's decision on the command in sl
+// (the engine has logged a refusal or an audit). A refusal answers sl in its place in the reply
+// stream (and inside MULTI dooms the transaction) and returns false, as
+// does a client that leaves during a delay; an allowed command returns
+// true, after its delay: the commands already sent go upstream first, and
+// this session's goroutine waits alone, so the clients that share its
+// upstream connection are not held up.
 func (s *session) applyDecision(d *policy.Decision, sl *slot) bool {
 	if d.Action != policy.Allow {
 		sl.refusal, sl.rule = refusalOutcome(d), d.Rule

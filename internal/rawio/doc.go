@@ -4,12 +4,14 @@
 // A read or write through net.Conn enters the runtime's syscall state: a
 // processor (P) stays attached to the thread, and the runtime's monitor
 // thread, which wakes every 20 µs while it keeps finding a P in a system
-// call and every 10 ms otherwise, takes that P away from a call that
-// outlasts one of its ticks and wakes another thread to run it. Writes to
-// loopback sockets wake the reader on the other end inside the call and
-// take tens of microseconds on a virtual machine, so under load nearly
-// every call outlasts a tick: the monitor stays at 20 µs and a proxy spends
-// much of its CPU on thread wake-ups that do no work.
+// call and backs off to 10 ms otherwise, may take that P away from a call
+// that outlasts one of its ticks and wake another thread to run it.
+// Writes to loopback sockets wake the reader on the other end inside the
+// call (4-5 µs each on the 2-CPU benchmark machine). Measured there with
+// one Redis client: through net.Conn the monitor slept 20 µs at a time
+// without end (about 2.5 of its sleeps and 3 futex calls per command, 51 µs
+// of CPU per command); with this package it backed off (350 sleeps in 3 s
+// under 50 clients) and a command cost 30 µs.
 //
 // The sockets are non-blocking (the runtime's poller drives them), so a
 // read or write returns at once, with EAGAIN when it cannot progress. Conn
