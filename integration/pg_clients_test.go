@@ -63,6 +63,7 @@ func TestPGClients(t *testing.T) {
 					// Four clients at once, so in transaction mode each
 					// lands on servers that lack its statements.
 					var wg sync.WaitGroup
+					defer wg.Wait() // a failed connect: the clients started use conns closed at cleanup
 					errs := make(chan error, 4)
 					for i := range 4 {
 						c := p.connectCfg(t, func(cc *pgx.ConnConfig) { cc.DefaultQueryExecMode = qm })

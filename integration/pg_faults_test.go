@@ -323,6 +323,7 @@ func TestPGCancel(t *testing.T) {
 				// Other clients run queries on the pool's servers, which A
 				// may have used a moment ago.
 				var wg sync.WaitGroup
+				defer wg.Wait() // a failed connect or sendCancel: the b's are closed at cleanup
 				errs := make(chan error, 2)
 				for range 2 {
 					b := p.connect(t)
@@ -359,10 +360,14 @@ func TestPGCancel(t *testing.T) {
 				key[0] ^= 0xff
 				before := metric("unknown")
 				done := make(chan error, 1)
+				finished := make(chan struct{})
 				go func() {
+					defer close(finished)
 					_, err := a.Exec(ctx, "select pg_sleep(0.8)")
 					done <- err
 				}()
+				// a is closed at cleanup: if sendCancel fails, not before its Exec returns.
+				defer func() { <-finished }()
 				time.Sleep(200 * time.Millisecond)
 				sendCancel(t, p.Addr, pid, key)
 				if err := <-done; err != nil {
@@ -534,10 +539,14 @@ func TestPGCancelWhileQueued(t *testing.T) {
 	b := p.connectCfg(t, cancelOnCtx)
 	mustExec(ctx, t, a, "begin")
 	mustExec(ctx, t, a, "select 1")
+	committed := make(chan struct{})
 	go func() {
+		defer close(committed)
 		time.Sleep(1500 * time.Millisecond)
 		_, _ = a.Exec(ctx, "commit")
 	}()
+	// a is closed by the test's cleanup: its commit must be over by then.
+	defer func() { <-committed }()
 	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

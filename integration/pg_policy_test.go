@@ -441,6 +441,16 @@ policy:
 					}
 				}
 			}()
+			// A measure that fails ends the test before close(stop): the
+			// other principal stops before the proxy does.
+			defer func() {
+				select {
+				case <-stop:
+				default:
+					close(stop)
+					<-other
+				}
+			}()
 			measure := func() (allowed int, window time.Duration) {
 				if onLimit == "reject" {
 					return pgFlood(ctx, t, p, 8, 10*time.Second)

@@ -174,6 +174,7 @@ func runOutrigger(t *testing.T, yaml string) (stop func()) {
 	case code := <-done:
 		t.Fatalf("outrigger exited with %d:\n%s", code, logs)
 	case <-time.After(30 * time.Second):
+		sigs <- syscall.SIGTERM // no cleanup stops it: it stops itself if it ever starts
 		t.Fatalf("outrigger did not start:\n%s", logs)
 	}
 	var once sync.Once

@@ -315,10 +315,16 @@ func TestPGAdminConsole(t *testing.T) {
 		t.Errorf("PAUSE:\n%s", out)
 	}
 	done := make(chan error, 1)
+	finished := make(chan struct{})
+	qctx, qcancel := context.WithCancel(ctx)
 	go func() {
+		defer close(finished)
 		var n int
-		done <- c.QueryRow(ctx, "select 5").Scan(&n)
+		done <- c.QueryRow(qctx, "select 5").Scan(&n)
 	}()
+	// c is closed at cleanup: a query still waiting (RESUME failed) is
+	// cancelled and over by then.
+	defer func() { qcancel(); <-finished }()
 	select {
 	case err := <-done:
 		t.Fatalf("a query ran while paused (err %v)", err)

@@ -764,6 +764,8 @@ func driveLoad(t *testing.T, p *pgProxy, rdAddr, downAddr string, d time.Duratio
 	defer cancel()
 	var c struct{ pgQ, pgE, pgC, pgD, pgR, rdC, rdD, rdE, downF atomic.Int64 }
 	var wg sync.WaitGroup
+	// A failed connect: the clients started use conns closed at cleanup.
+	defer func() { cancel(); wg.Wait() }()
 	fail := make(chan error, 32)
 	report := func(err error) {
 		select {

@@ -41,6 +41,7 @@ func TestRedisInFlightGauge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	defer wg.Wait() // eventually may fail the test: the GETs call t.Errorf
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {

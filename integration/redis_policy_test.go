@@ -685,6 +685,16 @@ func TestRedisPolicyRateLimit(t *testing.T) {
 					time.Sleep(2 * time.Millisecond)
 				}
 			}()
+			// A measure that fails ends the test before close(stop): the
+			// other user stops before its client is closed.
+			defer func() {
+				select {
+				case <-stop:
+				default:
+					close(stop)
+				}
+				wg.Wait()
+			}()
 
 			const window = 10 * time.Second
 			var clientOK, clientLimited, clientOther atomic.Int64

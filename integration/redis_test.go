@@ -1006,7 +1006,9 @@ func TestRedisUpstreamRestart(t *testing.T) {
 	}
 	subCtx, subCancel := context.WithCancel(ctx)
 	defer subCancel()
+	subDone := make(chan struct{})
 	go func() {
+		defer close(subDone)
 		for subCtx.Err() == nil {
 			msg, err := ps.ReceiveMessage(subCtx)
 			if err != nil {
@@ -1022,6 +1024,9 @@ func TestRedisUpstreamRestart(t *testing.T) {
 			}
 		}
 	}()
+	// The receiver is over before the test ends (ps.Close ends its
+	// ReceiveMessage).
+	defer func() { subCancel(); ps.Close(); <-subDone }()
 
 	port := up.Port
 	phaseMu.Lock()

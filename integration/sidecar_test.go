@@ -59,6 +59,7 @@ func startOutrigger(t *testing.T, yaml string) *outrigger {
 	case code := <-o.done:
 		t.Fatalf("outrigger exited with %d:\n%s", code, o.Logs)
 	case <-time.After(30 * time.Second):
+		o.sigs <- syscall.SIGTERM // no cleanup stops it: it stops itself if it ever starts
 		t.Fatalf("outrigger did not start:\n%s", o.Logs)
 	}
 	t.Cleanup(func() {

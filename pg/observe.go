@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -21,10 +22,27 @@ import (
 // tracer is on.
 
 // observed is what the record of one round trip needs: it rides on the
-// queue item that ends the round trip.
+// queue item that ends the round trip. Records are reused (observedPool):
+// a round trip started while the access log is on costs a copy of its text
+// into a kept buffer, and no allocation.
 type observed struct {
-	sql  string     // the statement text, kept only for the access log or a span
+	sql  []byte     // the statement text, kept only for the access log or a span
 	span trace.Span // nil unless tracing is on
+}
+
+// maxKeptSQL bounds the text buffer a reused record keeps: a record that
+// held a longer statement is dropped, not kept for the next round trip.
+const maxKeptSQL = 16 << 10
+
+var observedPool = sync.Pool{New: func() any { return new(observed) }}
+
+// release returns o to observedPool once its round trip is recorded.
+func (o *observed) release() {
+	if cap(o.sql) > maxKeptSQL {
+		return
+	}
+	o.sql, o.span = o.sql[:0], nil
+	observedPool.Put(o)
 }
 
 // observing reports whether round trips keep their text: the access log
@@ -39,12 +57,14 @@ func (s *session) startRoundTrip(sql []byte) *observed {
 	if !s.h.observing() {
 		return nil
 	}
-	o := &observed{sql: string(sql)}
+	o := observedPool.Get().(*observed)
+	o.sql = append(o.sql[:0], sql...)
 	if t := s.h.env.Tracer; t.Enabled() {
-		ctx := sidecar.TraceContextFromSQL(s.ctx, o.sql)
+		text := string(o.sql)
+		ctx := sidecar.TraceContextFromSQL(s.ctx, text)
 		_, o.span = t.StartDB(ctx, &sidecar.DBSpan{
-			System: "postgresql", Operation: s.operation(o.sql), Namespace: s.db,
-			Query: s.h.norm.Normalize(o.sql), Server: s.h.upstreamAddr(),
+			System: "postgresql", Operation: s.operation(text), Namespace: s.db,
+			Query: s.h.norm.Normalize(text), Server: s.h.upstreamAddr(),
 			Listener: s.h.env.Name, Pool: s.poolName(),
 		})
 	}
@@ -138,28 +158,30 @@ func (s *session) record(start time.Time, o *observed, local *Error, code string
 	if o == nil {
 		return
 	}
+	defer o.release()
 	if o.span != nil {
 		sidecar.EndDB(o.span, out, code, rows)
 	}
 	if !s.h.env.AccessLog.Want(d, out != metrics.OutcomeOK) {
 		return
 	}
+	sql := string(o.sql)
 	e := sidecar.AccessEntry{
 		Time: start, Listener: s.h.env.Name, Pool: s.poolName(),
 		Client: s.sc.RemoteAddr().String(), Principal: s.principal.Identity,
-		User: s.user, Database: s.db, Kind: s.kinds(o.sql),
+		User: s.user, Database: s.db, Kind: s.kinds(sql),
 		Duration: d, Rows: rows, Outcome: out, Code: code,
 	}
-	if o.sql != "" {
-		e.Statement = s.h.norm.Normalize(o.sql)
+	if sql != "" {
+		e.Statement = s.h.norm.Normalize(sql)
 	}
 	if local != nil && local.refusal {
 		e.Rule = local.rule
 	}
 	if o.span != nil && o.span.SpanContext().IsSampled() {
 		e.TraceID = o.span.SpanContext().TraceID()
-	} else if o.sql != "" {
-		e.TraceID = sidecar.TraceIDFrom(sidecar.TraceContextFromSQL(context.Background(), o.sql))
+	} else if sql != "" {
+		e.TraceID = sidecar.TraceIDFrom(sidecar.TraceContextFromSQL(context.Background(), sql))
 	}
 	s.h.env.AccessLog.Log(&e)
 }
