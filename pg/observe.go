@@ -80,12 +80,21 @@ func (s *session) operation(sql string) string {
 	return strings.ToUpper(string(res.Statements[0].Kind))
 }
 
-// kinds lists the statement kinds of sql, for the access log.
-func (s *session) kinds(sql string) string {
+// kinds lists the statement kinds of sql, for the access log. norm is sql
+// normalised: literals never change a statement's kind (a classify test
+// checks it over its corpus), and the normalised text is the same for
+// every execution of a statement, so it is what is classified, found in
+// the cache after the first time. sql itself, with its literals, is a new
+// text nearly every time: it would cost a parse and push useful entries
+// out of the cache. sql is classified only when norm does not parse.
+func (s *session) kinds(sql, norm string) string {
 	if sql == "" {
 		return ""
 	}
-	res := s.h.classes.Classify(sql)
+	res := s.h.classes.Classify(norm)
+	if res.Err != nil {
+		res = s.h.classes.Classify(sql)
+	}
 	if res.Err != nil {
 		return "unparsed"
 	}
@@ -169,11 +178,12 @@ func (s *session) record(start time.Time, o *observed, local *Error, code string
 	e := sidecar.AccessEntry{
 		Time: start, Listener: s.h.env.Name, Pool: s.poolName(),
 		Client: s.sc.RemoteAddr().String(), Principal: s.principal.Identity,
-		User: s.user, Database: s.db, Kind: s.kinds(sql),
+		User: s.user, Database: s.db,
 		Duration: d, Rows: rows, Outcome: out, Code: code,
 	}
 	if sql != "" {
 		e.Statement = s.h.norm.Normalize(sql)
+		e.Kind = s.kinds(sql, e.Statement)
 	}
 	if local != nil && local.refusal {
 		e.Rule = local.rule

@@ -41,6 +41,7 @@ type options struct {
 	page           string
 	outrigger      string
 	profile        string
+	profileOf      string
 	profileSeconds int
 	cases          []string
 	contestants    []string
@@ -63,6 +64,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.outrigger, "outrigger", "bin/outrigger", "the Outrigger binary (make build writes it)")
 	flag.StringVar(&o.profile, "profile", "", "capture Outrigger's CPU and allocation profiles while this case runs (a case or row id, e.g. pg-select-c64 or redis-get-c50-p16)")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of the profiles")
+	flag.StringVar(&o.profileOf, "profile-contestant", bench.Outrigger, "the Outrigger process -profile captures: "+bench.Outrigger+" or "+bench.OutriggerLogged)
 	flag.StringVar(&cases, "cases", "", "comma-separated cases to run (ids, row ids, postgres or redis); default all")
 	flag.StringVar(&contestants, "contestants", "", "comma-separated contestants ("+strings.Join(allContestants, ",")+"); default all")
 	flag.StringVar(&o.invokedAs, "invoked-as", "", "how this run was started, for the report (the Makefile sets it)")
@@ -505,9 +507,9 @@ func profilePhase(ctx context.Context, o options, res *bench.Results, cases []be
 	if c == nil {
 		return fail(fmt.Sprintf("no case %q in this run", o.profile))
 	}
-	in := insts[bench.Outrigger]
-	if in == nil || in.addr[c.protocol] == "" {
-		return fail(fmt.Sprintf("Outrigger does not serve %s in this run", c.protocol))
+	in := insts[o.profileOf]
+	if in == nil || in.addr[c.protocol] == "" || (o.profileOf != bench.Outrigger && o.profileOf != bench.OutriggerLogged) {
+		return fail(fmt.Sprintf("%s does not serve %s in this run", o.profileOf, c.protocol))
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fail(err.Error())
