@@ -9,6 +9,8 @@
 //	go run ./bench/sidebyside            # full: 3 rounds (make bench)
 //	go run ./bench/sidebyside -quick     # 1 round of short runs (make bench-quick)
 //	go run ./bench/sidebyside -profile pg-select-c64
+//	go run ./bench/sidebyside -cases pg-select-c64 -contestants outrigger-logged \
+//		-profile pg-select-c64 -profile-contestant outrigger-logged
 //
 // See bench/doc.go and BENCHMARKS.md for what the numbers mean.
 package main
