@@ -83,7 +83,9 @@ type session struct {
 	multiRefused bool
 
 	// out holds the slots of the commands read since the last drain, in
-	// order; drain writes their replies.
+	// order; drain writes their replies. It grows with the client's
+	// pipeline and keeps its size: an idle client that never pipelined
+	// keeps one pointer.
 	out  []*slot
 	free []*slot       // written slots, for reuse
 	wake chan struct{} // signalled when one of this session's slots is answered
@@ -104,7 +106,6 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn, client net.Co
 		h: h, c: c, client: client, ctx: ctx,
 		id:   h.nextID.Add(1),
 		key:  h.initialKey(),
-		out:  make([]*slot, 0, 64),
 		wake: make(chan struct{}, 1),
 		in:   peekConn{Conn: client},
 	}
