@@ -234,13 +234,19 @@ func TestPGFaultTerminateIdleServer(t *testing.T) {
 
 // TestPGFaultTerminateIdleServerAtOnce: the same, with the client's query
 // right after the server died. The client was idle and had nothing on that
-// server; it must not lose its session for it.
+// server; it must not lose its session for it. A server is checked before
+// it is lent once it has been idle for a millisecond (pg/handler.go,
+// HealthCheckAfter); one that dies within a millisecond of being given
+// back meets the next query, as documented, so the test lets that
+// millisecond pass before the backend dies (on a fast run everything
+// below can take less).
 func TestPGFaultTerminateIdleServerAtOnce(t *testing.T) {
 	p := startPGProxy(t, "transaction", 1, "")
 	super := superConn(t, p.PG)
 	ctx := testCtx(t, 30*time.Second)
 	a := p.connect(t)
 	mustExec(ctx, t, a, "select 1")
+	time.Sleep(5 * time.Millisecond)
 	pid := appBackendPid(ctx, t, super)
 	mustExec(ctx, t, super, fmt.Sprintf("select pg_terminate_backend(%d)", pid))
 	eventually(t, "the backend to exit", func() bool {
