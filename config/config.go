@@ -57,8 +57,8 @@ type Runtime struct {
 	// would use by itself (the CPUs of the machine, within a cgroup CPU
 	// limit), rounded up. A sidecar shares its CPUs with the application
 	// and often the database it proxies; its work is mostly system calls,
-	// and a second runtime thread costs more in thread wake-ups than it
-	// adds (see docs/operations.md). With "auto", a GOMAXPROCS environment
+	// and a second runtime thread mostly costs more CPU in thread wake-ups
+	// than it adds (see docs/operations.md). With "auto", a GOMAXPROCS environment
 	// variable wins.
 	MaxProcs string `koanf:"max_procs" json:"max_procs" default:"auto"`
 }

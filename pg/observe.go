@@ -88,9 +88,6 @@ func (s *session) operation(sql string) string {
 // text nearly every time: it would cost a parse and push useful entries
 // out of the cache. sql is classified only when norm does not parse.
 func (s *session) kinds(sql, norm string) string {
-	if sql == "" {
-		return ""
-	}
 	res := s.h.classes.Classify(norm)
 	if res.Err != nil {
 		res = s.h.classes.Classify(sql)

@@ -108,6 +108,9 @@ func parseFlags() (options, error) {
 	if o.rounds < 1 {
 		return o, errors.New("-rounds must be at least 1")
 	}
+	if o.profileOf != bench.Outrigger && o.profileOf != bench.OutriggerLogged {
+		return o, fmt.Errorf("-profile-contestant: %q is not %s or %s", o.profileOf, bench.Outrigger, bench.OutriggerLogged)
+	}
 	if o.invokedAs == "" {
 		o.invokedAs = strings.TrimSpace("go run ./bench/sidebyside " + strings.Join(os.Args[1:], " "))
 	}
@@ -510,7 +513,7 @@ func profilePhase(ctx context.Context, o options, res *bench.Results, cases []be
 		return fail(fmt.Sprintf("no case %q in this run", o.profile))
 	}
 	in := insts[o.profileOf]
-	if in == nil || in.addr[c.protocol] == "" || (o.profileOf != bench.Outrigger && o.profileOf != bench.OutriggerLogged) {
+	if in == nil || in.addr[c.protocol] == "" {
 		return fail(fmt.Sprintf("%s does not serve %s in this run", o.profileOf, c.protocol))
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
