@@ -25,17 +25,21 @@ deps:
 demo: deps
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/outrigger-demo
 
-test: deps vet unit integration
+# Every test once, with -race: unit tests and the integration tests that
+# start real servers.
+test: deps vet
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
 
+# The unit tests alone (-short skips the tests that start real servers).
 unit:
 	$(GO) test -race -short -count=1 ./...
 
-# Everything again without -short: the tests that start real servers run too.
+# The integration tests alone.
 integration:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./integration/...
 
 # The side-by-side benchmark (bench/sidebyside; BENCHMARKS.md says how to
 # read it). `make bench` is the full run (3 rounds, about 40 minutes);
