@@ -199,7 +199,7 @@ func New(info BuildInfo) *Metrics {
 			"Clients pinned to one server connection for the rest of their session in transaction mode, by reason: listen, advisory_lock, temp_table, with_hold_cursor, prepare, set_role, load, dynamic_set, do_block.",
 			"listener", "reason"),
 		PGPrepared: f.counterVec("pg", "prepared_statements_total",
-			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements).",
+			"Named Parse messages in transaction mode by result: hit (the server had the statement), miss (prepared on the server), eviction (closed on the server for max_prepared_statements, or left behind by a schema change), retired (a shared statement the server found planned for an old schema: it is prepared anew).",
 			"listener", "result"),
 		PGCancels: f.counterVec("pg", "cancels_total",
 			"Cancels by result: forwarded (a client's CancelRequest, to the server running its query), queued (the query was still waiting for a server: it never runs, the client gets 57014), idle (the client had nothing running), unknown (no such client key), query_timeout (sent by Outrigger for pool.query_timeout).",

@@ -33,6 +33,17 @@ func (r *cancelRegistry) register(s *session) {
 	}
 }
 
+// registerAs gives s the process id pid: its server's, in session mode.
+// A session that had the same server before and has not ended yet loses
+// the id to s (its server is s's now).
+func (r *cancelRegistry) registerAs(s *session, pid uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, s.secret = randomKey()
+	s.pid = pid
+	r.sessions[pid] = s
+}
+
 func (r *cancelRegistry) unregister(s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -340,8 +340,8 @@ func FuzzExtendedBodies(f *testing.F) {
 			if got := appendMsg(nil, 'P', name, []byte{0}, query, []byte{0}, types); !bytes.Equal(got[5:], body) || int(binary.BigEndian.Uint32(got[1:5])) != len(body)+4 {
 				t.Fatalf("Parse %q rebuilt as %q", body, got)
 			}
-			shared := sharedName(query, types)
-			if shared != sharedName(bytes.Clone(query), bytes.Clone(types)) || strings.IndexByte(shared, 0) >= 0 || len(shared) >= 64 {
+			shared := sharedName(query, types, 0)
+			if shared != sharedName(bytes.Clone(query), bytes.Clone(types), 0) || strings.IndexByte(shared, 0) >= 0 || len(shared) >= 64 {
 				t.Fatalf("shared name %q", shared)
 			}
 			renamed := appendMsg(nil, 'P', []byte(shared), []byte{0}, query, []byte{0}, types)
@@ -363,7 +363,7 @@ func FuzzExtendedBodies(f *testing.F) {
 			}
 		}
 		if ok1 && ok2 {
-			shared := sharedName(stmt, nil)
+			shared := sharedName(stmt, nil, 0)
 			renamed := appendMsg(nil, 'B', portal, []byte{0}, []byte(shared), []byte{0}, params)
 			p2, r2, ok := cstring(renamed[5:])
 			s2, rest2, ok2 := cstring(r2)

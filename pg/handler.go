@@ -62,6 +62,9 @@ type Handler struct {
 	// error (at most maxKnown).
 	known      sync.Map
 	knownCount atomic.Int64
+	// epoch is part of every shared statement name: DDL and a statement
+	// planned for an old schema move it on (see prepared.go).
+	epoch atomic.Uint64
 
 	mu      sync.Mutex
 	pools   map[poolKey]*serverPool
@@ -347,10 +350,18 @@ func (h *Handler) noteKnown(name string) {
 	}
 }
 
+// minVirtualPID is the least process id a client of a transaction or
+// statement pool gets: above the largest pid Linux hands out (2^22, the
+// ceiling of kernel.pid_max), so pg_terminate_backend or pg_cancel_backend
+// with a pid a client got from Outrigger can never reach a real backend.
+const minVirtualPID = 1 << 22
+
 // randomKey returns the BackendKeyData a client gets: Outrigger's own, so a
-// CancelRequest names the client, never a server.
+// CancelRequest names the client, never a server. The pid is in
+// [minVirtualPID, 2^31).
 func randomKey() (uint32, uint32) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, binary.BigEndian.Uint32(b[4:])
+	pid := minVirtualPID + binary.BigEndian.Uint32(b[:4])%(1<<31-minVirtualPID)
+	return pid, binary.BigEndian.Uint32(b[4:])
 }

@@ -16,7 +16,7 @@ type handlerMetrics struct {
 	listener string
 	clients  prometheus.Gauge
 	pins     *prometheus.CounterVec
-	prepared struct{ hit, miss, eviction prometheus.Counter }
+	prepared struct{ hit, miss, eviction, retired prometheus.Counter }
 	cancels  struct{ forwarded, queued, idle, unknown, timeout prometheus.Counter }
 	upErrors *prometheus.CounterVec
 }
@@ -34,6 +34,7 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	hm.prepared.hit = m.PGPrepared.WithLabelValues(l, "hit")
 	hm.prepared.miss = m.PGPrepared.WithLabelValues(l, "miss")
 	hm.prepared.eviction = m.PGPrepared.WithLabelValues(l, "eviction")
+	hm.prepared.retired = m.PGPrepared.WithLabelValues(l, "retired")
 	hm.cancels.forwarded = m.PGCancels.WithLabelValues(l, "forwarded")
 	hm.cancels.idle = m.PGCancels.WithLabelValues(l, "idle")
 	hm.cancels.queued = m.PGCancels.WithLabelValues(l, "queued")

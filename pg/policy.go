@@ -175,7 +175,13 @@ func refusalSQL(code string) []byte {
 // With nothing open on a server (no transaction, nothing in flight),
 // Outrigger answers alone.
 func (s *session) refuse(e *Error, query bool, text []byte) error {
-	o := s.startRoundTrip(text)
+	return s.answerError(e, query, s.startRoundTrip(text))
+}
+
+// answerError answers a message with Outrigger's error e (a refusal, or a
+// limit of Outrigger's own) so that the server's transaction fails as it
+// would had Postgres raised e; o is the round trip's started record.
+func (s *session) answerError(e *Error, query bool, o *observed) error {
 	s.mu.Lock()
 	srv := s.srv
 	if srv == nil || s.dead || s.txStatus == 'I' && !s.open && s.q.empty() {
@@ -186,7 +192,7 @@ func (s *session) refuse(e *Error, query bool, text []byte) error {
 	defer s.mu.Unlock()
 	sql := refusalSQL(e.Code)
 	if query {
-		s.q.push(item{kind: itQuery, act: actRefuse, errMsg: e, start: time.Now(), obs: o})
+		s.expect(item{kind: itQuery, act: actRefuse, errMsg: e, start: time.Now(), obs: o})
 		s.out = appendMsg(s.out, 'Q', sql, []byte{0})
 		s.outTerm = len(s.out)
 		return nil
@@ -196,9 +202,9 @@ func (s *session) refuse(e *Error, query bool, text []byte) error {
 	// used.
 	s.open = true
 	srv.unnamed = nil
-	s.q.push(item{kind: itParse, act: actRefuse, errMsg: e})
-	s.q.push(item{kind: itBind, act: actRefuse, errMsg: e})
-	s.q.push(item{kind: itExecute, act: actRefuse, errMsg: e})
+	s.expect(item{kind: itParse, act: actRefuse, errMsg: e})
+	s.expect(item{kind: itBind, act: actRefuse, errMsg: e})
+	s.expect(item{kind: itExecute, act: actRefuse, errMsg: e})
 	s.out = appendMsg(s.out, 'P', []byte{0}, sql, []byte{0, 0, 0})
 	s.out = appendMsg(s.out, 'B', []byte{0, 0, 0, 0, 0, 0, 0, 0})
 	s.out = appendMsg(s.out, 'E', []byte{0, 0, 0, 0, 0})

@@ -1,30 +1,90 @@
 package pg
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"time"
 
 	"github.com/outrigger/outrigger/pg/classify"
 )
 
 // In transaction and statement mode a client's prepared statements must
 // follow it from server to server. Each named Parse is kept by the session
-// and sent to servers under a shared name derived from the query text and
-// parameter types, so equal statements from many clients are prepared once
-// per server. A server that lacks a statement gets a hidden Parse just
-// before the Bind or Describe that needs it; a Parse for a statement the
-// server already has, and a Close of a statement, are answered by
-// Outrigger in order.
+// and sent to servers under a shared name derived from the query text,
+// parameter types and the handler's statement epoch, so equal statements
+// from many clients are prepared once per server. A server that lacks a
+// statement gets a hidden Parse just before the Bind or Describe that needs
+// it; a Parse for a statement the server already has, and a Close of a
+// statement, are answered by Outrigger in order.
+//
+// The session changes its statement names as each message arrives, ahead
+// of the server's answer. Each such change rides on the message's queue
+// item (stmtChange); if the server skips the message (an error came before
+// it in the same batch) or the message fails, the relay logs the change to
+// be undone (undoStep), and the client goroutine undoes it before its next
+// statement message, so the names end as Postgres leaves them.
+//
+// Schema changes: a statement's shared name includes the epoch, which DDL
+// seen on the listener and a server's "cached plan must not change result
+// type" or "cache lookup failed" answer move on. From then on a client
+// that prepares the text again gets a new server-side statement, planned
+// for the new schema; statements of older epochs are closed on each server
+// at its next Parse.
 
-// sharedName is the server-side name for a statement: the same query and
-// parameter types give the same name on every server.
-func sharedName(query, types []byte) string {
+// sharedName is the server-side name for a statement: the same query,
+// parameter types and epoch give the same name on every server.
+func sharedName(query, types []byte, epoch uint64) string {
 	h := sha256.New()
 	h.Write(query)
 	h.Write([]byte{0})
 	h.Write(types)
+	var e [8]byte
+	binary.BigEndian.PutUint64(e[:], epoch)
+	h.Write(e[:])
 	var sum [32]byte
-	return "_or_" + hex.EncodeToString(h.Sum(sum[:0])[:12])
+	return sharedPrefix + hex.EncodeToString(h.Sum(sum[:0])[:12])
+}
+
+// sharedPrefix starts every shared statement name. A client's own name
+// with this prefix is never sent to a server, where it could name another
+// client's statement.
+const sharedPrefix = "_or_"
+
+// stmtChange is what a message did to one of the client's statement names
+// before the server answered it: the name held prev and now holds set (nil:
+// no statement). name "" is the unnamed statement.
+type stmtChange struct {
+	name      string
+	set, prev *clientStmt
+}
+
+// undoStep is a stmtChange to take back: skipped, the name holds prev
+// again; failed (the message itself failed), it holds no statement, as
+// Postgres drops the unnamed statement before parsing a new one.
+type undoStep struct {
+	c      *stmtChange
+	failed bool
+}
+
+// lookupStmt returns what name holds ("" is the unnamed statement).
+func (s *session) lookupStmt(name string) *clientStmt {
+	if name == "" {
+		return s.anon
+	}
+	return s.stmts[name]
+}
+
+func (s *session) storeStmt(name string, cs *clientStmt) {
+	switch {
+	case name == "":
+		s.anon = cs
+	case cs == nil:
+		delete(s.stmts, name)
+	default:
+		s.stmts[name] = cs
+	}
 }
 
 func (s *session) onParse(m msg) error {
@@ -48,8 +108,12 @@ func (s *session) onParse(m msg) error {
 	}
 	effects, cerr := s.inspect(query, res)
 	if cerr != nil {
+		if len(name) == 0 {
+			s.anon = nil
+		}
 		return s.localError(cerr, false)
 	}
+	ddl := mayChangeSchema(query) && s.isDDL(query, res)
 	s.mu.Lock()
 	s.open = true
 	s.mu.Unlock()
@@ -57,25 +121,28 @@ func (s *session) onParse(m msg) error {
 		return s.forward(m, item{kind: itParse})
 	}
 	if len(name) == 0 {
-		cs := &clientStmt{parse: append([]byte(nil), m.Raw...), effects: effects}
-		s.anon = cs
+		cs := &clientStmt{parse: append([]byte(nil), m.Raw...), effects: effects, ddl: ddl}
 		srv, err := s.lockServer()
 		if err != nil {
+			s.anon = nil
 			return s.acquireFailed(err, false)
 		}
+		chg := &stmtChange{set: cs, prev: s.anon}
+		s.anon = cs
 		srv.unnamed = cs
-		s.q.push(item{kind: itParse})
+		s.expect(item{kind: itParse, chg: chg})
 		s.mu.Unlock()
 		s.out = append(s.out, m.Raw...)
 		return nil
 	}
-	if _, dup := s.stmts[string(name)]; dup {
-		return s.localError(errorf("42P05", "prepared statement %q already exists", name), false)
+	if old := s.stmts[string(name)]; old != nil {
+		return s.parseDuplicate(old, query, types)
 	}
 	if len(s.stmts) >= maxClientStatements {
 		return s.localError(errorf("53400", "too many prepared statements on this connection (%d)", maxClientStatements), false)
 	}
-	cs := &clientStmt{name: string(name), server: sharedName(query, types), effects: effects}
+	epoch := s.h.epoch.Load()
+	cs := &clientStmt{name: string(name), server: sharedName(query, types, epoch), epoch: epoch, effects: effects, ddl: ddl}
 	cs.parse = appendMsg(nil, 'P', []byte(cs.server), []byte{0}, query, []byte{0}, types)
 	s.stmts[cs.name] = cs
 	s.mu.Lock()
@@ -87,7 +154,7 @@ func (s *session) onParse(m msg) error {
 		// preparing statements while its other connections hold servers
 		// (pgbench -C -M prepared) then needs no server to do so.
 		s.h.m.prepared.hit.Inc()
-		return s.synth('1')
+		return s.synth(itParse, '1', nil)
 	}
 	srv, err := s.lockServer()
 	if err != nil {
@@ -95,62 +162,96 @@ func (s *session) onParse(m msg) error {
 		return s.acquireFailed(err, false)
 	}
 	defer s.mu.Unlock()
+	chg := &stmtChange{name: cs.name, set: cs}
 	if srv.prepared.Contains(cs.server) {
 		srv.prepared.Get(cs.server)
 		s.h.m.prepared.hit.Inc()
-		s.q.push(item{kind: itParse, act: actSynth, synth: '1', stmt: cs})
+		s.expect(item{kind: itParse, act: actSynth, synth: '1', chg: chg})
 		s.pumpSynth()
 		return nil
 	}
 	s.h.m.prepared.miss.Inc()
-	s.prepare(srv, cs, actForward)
+	s.prepare(srv, cs, actForward, chg)
 	return nil
 }
 
-// prepare sends cs's Parse to srv. mu held.
-func (s *session) prepare(srv *server, cs *clientStmt, act action) {
+// parseDuplicate answers a Parse of a name the client already holds.
+// Postgres parses the text first and then finds the name taken, so the
+// server answers: the text goes under the old statement's shared name,
+// which the server has, and its error (a syntax error, or 42P05 with the
+// shared name put back to the client's) reaches the client.
+func (s *session) parseDuplicate(old *clientStmt, query, types []byte) error {
+	srv, err := s.lockServer()
+	if err != nil {
+		return s.acquireFailed(err, false)
+	}
+	defer s.mu.Unlock()
+	s.ensurePrepared(srv, old)
+	s.expect(item{kind: itParse, cs: old})
+	s.out = appendMsg(s.out, 'P', []byte(old.server), []byte{0}, query, []byte{0}, types)
+	return nil
+}
+
+// prepare sends cs's Parse to srv; chg is the client's change of names, if
+// this is the client's own Parse. mu held.
+func (s *session) prepare(srv *server, cs *clientStmt, act action, chg *stmtChange) {
 	if cs.server == "" {
 		srv.unnamed = cs
-		s.q.push(item{kind: itParse, act: act})
+		s.expect(item{kind: itParse, act: act, chg: chg})
 		s.out = append(s.out, cs.parse...)
 		return
 	}
-	srv.prepared.Add(cs.server, struct{}{})
-	it := item{kind: itParse, act: act, server: cs.server}
-	if act == actForward {
-		it.stmt = cs // the client's own Parse: if it fails, the statement is not there
-	}
-	s.q.push(it)
-	s.out = append(s.out, cs.parse...)
+	s.sweepEpochs(srv)
+	srv.prepared.Add(cs.server, cs.epoch)
+	// Statements evicted to make room (or of an older epoch) are closed
+	// first, so a name closed and prepared again never meets itself.
 	for _, old := range srv.toClose {
 		s.h.m.prepared.eviction.Inc()
-		s.q.push(item{kind: itClose, act: actDrop})
+		s.expect(item{kind: itClose, act: actDrop, server: old})
 		s.out = appendMsg(s.out, 'C', []byte{'S'}, []byte(old), []byte{0})
 	}
 	srv.toClose = srv.toClose[:0]
+	s.expect(item{kind: itParse, act: act, server: cs.server, chg: chg, cs: cs})
+	s.out = append(s.out, cs.parse...)
+}
+
+// sweepEpochs queues for closing the statements srv holds from epochs
+// before the handler's current one. mu held.
+func (s *session) sweepEpochs(srv *server) {
+	cur := s.h.epoch.Load()
+	if srv.epoch == cur {
+		return
+	}
+	for _, name := range srv.prepared.Keys() {
+		if e, ok := srv.prepared.Peek(name); ok && e != cur {
+			srv.prepared.Remove(name)
+			srv.toClose = append(srv.toClose, name)
+		}
+	}
+	srv.epoch = cur
 }
 
 // ensurePrepared re-prepares cs on srv if srv lacks it. mu held.
 func (s *session) ensurePrepared(srv *server, cs *clientStmt) {
 	if cs.server == "" {
 		if srv.unnamed != cs {
-			s.prepare(srv, cs, actDrop)
+			s.prepare(srv, cs, actDrop, nil)
 		}
 		return
 	}
 	if _, ok := srv.prepared.Get(cs.server); !ok {
-		s.prepare(srv, cs, actDrop)
+		s.prepare(srv, cs, actDrop, nil)
 	}
 }
 
 // unknownStatement is Postgres's error for a statement the client never
-// prepared. Outrigger answers it itself: on a shared server the name might
-// be another client's.
+// prepared, for a name Outrigger must not send to a server (see
+// sharedPrefix).
 func unknownStatement(name []byte) *Error {
 	if len(name) == 0 {
 		return errorf("26000", "unnamed prepared statement does not exist")
 	}
-	return errorf("26000", "prepared statement %q does not exist", name)
+	return errorf("26000", "prepared statement \"%s\" does not exist", name)
 }
 
 // statement finds the client statement a Bind or Describe names.
@@ -159,6 +260,30 @@ func (s *session) statement(name []byte) *clientStmt {
 		return s.anon
 	}
 	return s.stmts[string(name)]
+}
+
+// noStatement sends m, a Bind or Describe of a statement the client does
+// not have, to the server under the client's own name, which no server in
+// the pool has: the server answers with its own error, and the failure
+// ends the server's pipeline as it would unpooled. The unnamed statement
+// of the server (another client's, perhaps) is closed first.
+func (s *session) noStatement(m msg, name []byte, kind itemKind) error {
+	if bytes.HasPrefix(name, []byte(sharedPrefix)) {
+		return s.localError(unknownStatement(name), false)
+	}
+	srv, err := s.lockServer()
+	if err != nil {
+		return s.acquireFailed(err, false)
+	}
+	defer s.mu.Unlock()
+	if len(name) == 0 {
+		srv.unnamed = nil
+		s.expect(item{kind: itClose, act: actDrop})
+		s.out = appendMsg(s.out, 'C', []byte{'S', 0})
+	}
+	s.expect(item{kind: kind})
+	s.out = append(s.out, m.Raw...)
+	return nil
 }
 
 func (s *session) onBind(m msg) error {
@@ -178,7 +303,7 @@ func (s *session) onBind(m msg) error {
 	}
 	cs := s.statement(name)
 	if cs == nil {
-		return s.localError(unknownStatement(name), false)
+		return s.noStatement(m, name, itBind)
 	}
 	srv, err := s.lockServer()
 	if err != nil {
@@ -190,7 +315,7 @@ func (s *session) onBind(m msg) error {
 	}
 	s.portals[string(portal)] = cs
 	s.ensurePrepared(srv, cs)
-	s.q.push(item{kind: itBind})
+	s.expect(item{kind: itBind, cs: cs})
 	if cs.server == "" {
 		s.out = append(s.out, m.Raw...)
 		return nil
@@ -215,7 +340,7 @@ func (s *session) onDescribe(m msg) error {
 	}
 	cs := s.statement(name)
 	if cs == nil {
-		return s.localError(unknownStatement(name), false)
+		return s.noStatement(m, name, itDescribe)
 	}
 	srv, err := s.lockServer()
 	if err != nil {
@@ -223,7 +348,7 @@ func (s *session) onDescribe(m msg) error {
 	}
 	defer s.mu.Unlock()
 	s.ensurePrepared(srv, cs)
-	s.q.push(item{kind: itDescribe})
+	s.expect(item{kind: itDescribe, cs: cs})
 	if cs.server == "" {
 		s.out = append(s.out, m.Raw...)
 	} else {
@@ -247,6 +372,10 @@ func (s *session) onExecute(m msg) error {
 	s.open = true
 	if cs := s.portals[string(portal)]; cs != nil {
 		it.effects = cs.effects
+		it.cs = cs
+		if cs.ddl {
+			s.schemaChanging()
+		}
 		if s.h.observing() {
 			s.execSQL = parseText(cs.parse)
 		}
@@ -277,7 +406,7 @@ func (s *session) onClose(m msg) error {
 		s.mu.Unlock()
 		if noServer && m.Body[0] == 'P' && s.renames() {
 			// No server: no portal. Closing a missing portal is no error.
-			return s.synth('3')
+			return s.synth(itClose, '3', nil)
 		}
 		return s.forward(m, item{kind: itClose})
 	}
@@ -285,20 +414,20 @@ func (s *session) onClose(m msg) error {
 	if !ok {
 		return &ProtocolError{Msg: "malformed Close message"}
 	}
-	if len(name) == 0 {
-		s.anon = nil
-	} else {
-		delete(s.stmts, string(name))
+	var chg *stmtChange
+	if prev := s.lookupStmt(string(name)); prev != nil {
+		chg = &stmtChange{name: string(name), prev: prev}
+		s.storeStmt(string(name), nil)
 	}
 	// The shared statement stays on servers for other clients (and is
 	// closed there when max_prepared_statements evicts it).
-	return s.synth('3')
+	return s.synth(itClose, '3', chg)
 }
 
-// synth answers one message in Outrigger's name, in order.
-func (s *session) synth(reply byte) error {
+// synth answers one message of kind k in Outrigger's name, in order.
+func (s *session) synth(k itemKind, reply byte, chg *stmtChange) error {
 	s.mu.Lock()
-	s.q.push(item{act: actSynth, synth: reply})
+	s.expect(item{kind: k, act: actSynth, synth: reply, chg: chg})
 	s.pumpSynth()
 	s.mu.Unlock()
 	return nil
@@ -321,8 +450,144 @@ func (s *session) pumpSynth() {
 			if done.ends {
 				s.record(done.start, done.obs, done.errMsg, "")
 			}
+		case 'C':
+			s.writeClient(appendMsg(nil, 'C', []byte(done.tag), []byte{0}))
 		default:
 			s.writeClient([]byte{done.synth, 0, 0, 0, 4})
 		}
 	}
+}
+
+// expect queues the reply to a message just sent to the server (or
+// answered in its place). While the server skips to the next Sync after an
+// error (srvSkip), every message but Sync is skipped as it comes: nothing
+// answers it. mu held.
+func (s *session) expect(it item) {
+	switch it.kind {
+	case itSync:
+		s.srvOpen = false
+		if s.srvSkip {
+			s.srvSkip = false
+			it.failed = true
+			it.code = s.skipCode
+			if it.errMsg == nil {
+				it.errMsg = s.skipErr
+			}
+		}
+	case itParse, itBind, itDescribe, itExecute, itClose:
+		s.srvOpen = true
+	}
+	if s.srvSkip && it.kind != itSync {
+		s.unrun(s.srv, &it, false)
+		return
+	}
+	s.q.push(it)
+}
+
+// unrun books an item whose message the server did not carry out: it
+// failed, or an error before it made the server skip it. mu held.
+func (s *session) unrun(srv *server, it *item, failed bool) {
+	if srv != nil && s.renames() {
+		switch it.kind {
+		case itParse:
+			if it.server != "" {
+				srv.prepared.Remove(it.server)
+			} else if it.cs == nil {
+				srv.unnamed = nil
+			}
+		case itClose:
+			if it.act == actDrop && it.server != "" {
+				srv.toClose = append(srv.toClose, it.server) // still there
+			}
+		}
+	}
+	if it.kind == itHidden && srv != nil {
+		srv.settings = unknownSettings
+	}
+	if it.chg != nil {
+		s.undo = append(s.undo, undoStep{c: it.chg, failed: failed})
+		s.stmtsStale.Store(true)
+	}
+}
+
+// applyStmtChanges takes in what the relay found about the client's
+// statements: changes to undo (newest first), and DISCARD ALL or
+// DEALLOCATE ALL committed.
+func (s *session) applyStmtChanges() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		u := s.undo[i]
+		if s.lookupStmt(u.c.name) != u.c.set {
+			continue // a later message changed the name again
+		}
+		if u.failed {
+			s.storeStmt(u.c.name, nil)
+		} else {
+			s.storeStmt(u.c.name, u.c.prev)
+		}
+	}
+	clear(s.undo)
+	s.undo = s.undo[:0]
+	if s.dropStmts {
+		clear(s.stmts)
+		s.anon = nil
+		s.dropStmts = false
+	}
+}
+
+// deallocate serves a simple Query that is one DEALLOCATE [PREPARE] of a
+// statement the client prepared with the protocol, or DEALLOCATE ALL. The
+// client's statements are Outrigger's to free (the server-side ones are
+// shared), so it frees them and answers as Postgres does. Any other
+// DEALLOCATE goes to the server, which has the name (an SQL PREPARE on a
+// pinned server) or answers 26000 in its own words. It reports whether it
+// answered.
+func (s *session) deallocate(text []byte, res *classify.Result) (bool, error) {
+	if !bytes.EqualFold(leadingWord(text), []byte("deallocate")) {
+		return false, nil
+	}
+	if res == nil {
+		res = s.h.classes.ClassifyBytes(text)
+	}
+	if res.Err != nil || len(res.Statements) != 1 || res.Statements[0].Kind != classify.KindDeallocate {
+		return false, nil
+	}
+	st := &res.Statements[0]
+	all := len(st.Effects) > 0 && st.Effects[0].Kind == classify.EffectDeallocateAll
+	s.mu.Lock()
+	aborted := s.txStatus == 'E'
+	s.mu.Unlock()
+	if aborted {
+		return false, nil // the server answers 25P02
+	}
+	tag := "DEALLOCATE"
+	var chg *stmtChange
+	switch {
+	case all && s.pinned != "":
+		return false, nil // the server's SQL-level statements go too
+	case all:
+		tag = "DEALLOCATE ALL"
+		clear(s.stmts)
+	case s.stmts[st.Deallocates] != nil:
+		chg = &stmtChange{name: st.Deallocates, prev: s.stmts[st.Deallocates]}
+		delete(s.stmts, st.Deallocates)
+	case len(st.Deallocates) >= len(sharedPrefix) && st.Deallocates[:len(sharedPrefix)] == sharedPrefix:
+		return true, s.localError(unknownStatement([]byte(st.Deallocates)), true)
+	default:
+		return false, nil
+	}
+	// A simple query drops the unnamed statement too.
+	var anon *stmtChange
+	if s.anon != nil {
+		anon = &stmtChange{prev: s.anon}
+		s.anon = nil
+	}
+	o := s.startRoundTrip(text)
+	s.mu.Lock()
+	s.expect(item{kind: itQuery, act: actSynth, synth: 'C', tag: tag, chg: chg})
+	s.expect(item{kind: itQuery, act: actSynth, synth: 'Z', ends: true, chg: anon, start: time.Now(), obs: o})
+	s.pumpSynth()
+	s.mu.Unlock()
+	return true, nil
 }

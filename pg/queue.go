@@ -51,10 +51,15 @@ type item struct {
 	kind   itemKind
 	act    action
 	synth  byte   // the reply type an actSynth item answers with
-	server string // the shared statement name a Parse prepares
-	// stmt is the client statement a client's Parse creates: forgotten
-	// if that Parse fails or is skipped after an error.
-	stmt *clientStmt
+	server string // the shared statement name a Parse prepares or a hidden Close closes
+	// chg is the change the message made to the client's statement names,
+	// undone if the message fails or the server skips it.
+	chg *stmtChange
+	// cs is the client statement a Parse, Bind, Describe or Execute uses:
+	// the server's errors name it by its shared name, which the client
+	// gets back as its own.
+	cs  *clientStmt
+	tag string // an actSynth CommandComplete's tag
 	// effects are the session-state effects of a Query, or of the
 	// statement an Execute runs, applied once they are committed.
 	effects []classify.Effect

@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -99,6 +100,7 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	srv.active.Store(false)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	s.q.reset()
+	s.srvSkip, s.srvOpen = false, false
 	if closing {
 		s.mu.Unlock()
 		srv.quiesce()
@@ -297,9 +299,14 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		_ = s.conn.Close()
 		return true
 	}
-	if it.act == actRefuse {
+	shared := it.cs != nil && it.cs.server != ""
+	switch {
+	case it.act == actRefuse:
 		s.writeClient(appendError(nil, it.errMsg))
-	} else {
+	case shared && it.cs.name != "":
+		// The server named the statement by its shared name.
+		s.writeClient(renameInError(m.Raw, it.cs.server, it.cs.name))
+	default:
 		s.writeClient(m.Raw)
 	}
 	s.copying = false
@@ -307,32 +314,106 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 	if it.code == "" {
 		it.code = sqlState(m.Body)
 	}
+	if shared && planInvalidated(it.code, m.Body) {
+		s.retire(srv, it.cs.server)
+	}
 	switch it.kind {
 	case itQuery, itSync, itFunc:
 		return false
 	}
-	for {
+	// The server now skips every message up to the next Sync: their
+	// items go, and so does what they did to the books.
+	code := it.code
+	var refusal *Error
+	if it.act == actRefuse {
+		refusal = it.errMsg
+	}
+	for first := true; ; first = false {
 		f := s.q.front()
 		if f == nil {
+			// The client's Sync is still to come: what it sends until then
+			// is skipped as it comes.
+			s.srvSkip, s.skipCode, s.skipErr = true, code, refusal
 			return false
 		}
 		if f.kind == itSync {
 			f.failed = true
-			f.code = it.code
-			if it.act == actRefuse {
-				f.errMsg = it.errMsg
+			f.code = code
+			if refusal != nil {
+				f.errMsg = refusal
 			}
 			return false
 		}
 		done := s.q.pop()
-		if done.kind == itParse && done.server != "" {
-			srv.prepared.Remove(done.server)
-		}
-		if done.stmt != nil {
-			s.failedStmts = append(s.failedStmts, done.stmt)
-			s.stmtsStale.Store(true)
-		}
+		s.unrun(srv, &done, first)
 	}
+}
+
+// planInvalidated reports whether a server error says a prepared
+// statement can no longer run as prepared: its result type changed under
+// it (0A000 "cached plan must not change result type") or a type it was
+// prepared with is gone (XX000 "cache lookup failed").
+func planInvalidated(code string, body []byte) bool {
+	switch code {
+	case "0A000":
+		return bytes.Equal(errorField(body, 'R'), []byte("RevalidateCachedQuery")) ||
+			bytes.Contains(errorField(body, 'M'), []byte("cached plan must not change result type"))
+	case "XX000":
+		return bytes.HasPrefix(errorField(body, 'M'), []byte("cache lookup failed"))
+	}
+	return false
+}
+
+// retire forgets a shared statement that no longer matches the schema: it
+// is closed on srv at its next Parse, and the epoch moves on, so the next
+// Parse of its text, on any server, prepares it anew. mu held.
+func (s *session) retire(srv *server, name string) {
+	if srv.prepared.Remove(name) {
+		srv.toClose = append(srv.toClose, name)
+	}
+	s.h.known.Delete(name)
+	s.h.epoch.Add(1)
+	s.h.m.prepared.retired.Inc()
+}
+
+// errorField returns the value of field f of an ErrorResponse body.
+func errorField(body []byte, f byte) []byte {
+	for len(body) > 1 {
+		field := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return nil
+		}
+		if field == f {
+			return v
+		}
+		body = rest
+	}
+	return nil
+}
+
+// renameInError returns the ErrorResponse raw with from replaced by to in
+// its text fields; raw itself when from does not occur.
+func renameInError(raw []byte, from, to string) []byte {
+	if len(raw) < 5 || !bytes.Contains(raw[5:], []byte(from)) {
+		return raw
+	}
+	out := append([]byte(nil), raw[:5]...)
+	body := raw[5:]
+	for len(body) > 1 {
+		field := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return raw
+		}
+		out = append(out, field)
+		out = append(out, bytes.ReplaceAll(v, []byte(from), []byte(to))...)
+		out = append(out, 0)
+		body = rest
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	return out
 }
 
 func isFatal(body []byte) bool {
@@ -377,6 +458,12 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 	}
 	s.record(done.start, done.obs, done.errMsg, done.code)
 	if status == 'I' {
+		if s.txDDL {
+			// Its DDL is committed (or rolled back) now: statements
+			// prepared while it ran may be planned for the old schema.
+			s.txDDL = false
+			s.h.epoch.Add(1)
+		}
 		s.pool.m.xacts.Add(1)
 		if !s.txStart.IsZero() {
 			d := time.Since(s.txStart)

@@ -46,9 +46,13 @@ type server struct {
 	// settings are the session parameters Outrigger has set on it.
 	settings *settings
 	// prepared holds the shared statement names prepared on it, least
-	// recently used first; evicted names wait in toClose for a Close.
-	prepared *simplelru.LRU[string, struct{}]
+	// recently used first, each with the statement epoch it was prepared
+	// in; evicted names wait in toClose for a Close.
+	prepared *simplelru.LRU[string, uint64]
 	toClose  []string
+	// epoch is the statement epoch its older statements were last swept
+	// at (see sweepEpochs).
+	epoch uint64
 	// unnamed is the client statement the unnamed statement holds (nil:
 	// unknown or none).
 	unnamed *clientStmt
@@ -136,7 +140,8 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 	if size <= 0 {
 		size = 1 << 30
 	}
-	s.prepared, _ = simplelru.NewLRU[string, struct{}](size, func(name string, _ struct{}) {
+	s.epoch = h.epoch.Load()
+	s.prepared, _ = simplelru.NewLRU[string, uint64](size, func(name string, _ uint64) {
 		s.toClose = append(s.toClose, name)
 	})
 	return s, nil

@@ -2,6 +2,7 @@ package pg
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -83,13 +84,25 @@ type session struct {
 	rolledBack bool
 	fatalSent  bool
 	dropStmts  bool // DISCARD ALL or DEALLOCATE ALL committed
-	// stmtsStale says dropStmts or failedStmts has news, so the client
-	// goroutine takes the lock only then.
+	// stmtsStale says dropStmts or undo has news, so the client goroutine
+	// takes the lock only then.
 	stmtsStale atomic.Bool
-	// failedStmts are client statements whose Parse failed or was skipped
-	// after an error (the relay finds them; the client goroutine owns the
-	// map).
-	failedStmts []*clientStmt
+	// undo are changes to the client's statement names whose messages the
+	// server skipped or failed (the relay finds them; the client goroutine
+	// owns the names).
+	undo []undoStep
+	// srvSkip: the server skips every message up to the next Sync, after
+	// an error in the extended protocol that came before the client's Sync
+	// did; skipCode and skipErr are that error's, for the Sync's record.
+	srvSkip  bool
+	skipCode string
+	skipErr  *Error
+	// srvOpen: extended-protocol messages went to the server since its
+	// last Sync.
+	srvOpen bool
+	// txDDL: the transaction in progress ran DDL; its end moves the
+	// statement epoch on (see schemaChanging).
+	txDDL bool
 	// waitCancel aborts a wait for a server (a CancelRequest for a query
 	// that has not reached one); waitCanceled says it did. It is set only
 	// while the session waits; waitCtx and waitCtxCancel are the context
@@ -117,6 +130,8 @@ type clientStmt struct {
 	server  string // "" for the unnamed statement
 	parse   []byte // the Parse message a server is sent
 	effects []classify.Effect
+	ddl     bool   // its text may change the schema (see mayChangeSchema)
+	epoch   uint64 // the statement epoch its shared name is of
 }
 
 // clientWriteBuffer is the client writer's size: replies are batched up to
@@ -219,7 +234,25 @@ func (s *session) login() error {
 	if err != nil {
 		return err
 	}
-	s.h.cancels.register(s)
+	if s.h.mode == modeSession {
+		// The session has its server from the start, and the client its
+		// process id: pg_backend_pid(), pg_stat_activity and the server's
+		// logs agree with what the driver reports. Cancels still come to
+		// Outrigger, with its own secret.
+		srv, err := s.lockServer()
+		if err != nil {
+			if e := clientError(err); !e.Fatal {
+				e.Fatal = true
+				return e
+			}
+			return err
+		}
+		pid := srv.pid
+		s.mu.Unlock()
+		s.h.cancels.registerAs(s, pid)
+	} else {
+		s.h.cancels.register(s)
+	}
 	var buf []byte
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
 	for _, k := range slices.Sorted(maps.Keys(status)) {
@@ -309,17 +342,17 @@ func (s *session) serve() error {
 // handle processes one client message.
 func (s *session) handle(m msg) error {
 	if s.skip {
+		// After an error in the extended protocol Postgres ignores every
+		// message but Sync (and Terminate), a simple Query included.
 		switch m.Type {
-		case 'S':
-			s.skip = false
-		case 'Q', 'X':
+		case 'S', 'X':
 			s.skip = false
 		default:
 			return nil
 		}
 	}
 	switch m.Type {
-	case 'P', 'B', 'D', 'C':
+	case 'P', 'B', 'D', 'C', 'Q':
 		if s.stmtsStale.CompareAndSwap(true, false) {
 			s.applyStmtChanges()
 		}
@@ -364,25 +397,6 @@ func quoteType(t byte) string {
 	return "0x" + string("0123456789abcdef"[t>>4]) + string("0123456789abcdef"[t&15])
 }
 
-// applyStmtChanges takes in what the relay found about the client's
-// statements (DISCARD ALL or DEALLOCATE ALL committed, Parses that failed).
-func (s *session) applyStmtChanges() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dropStmts {
-		clear(s.stmts)
-		s.anon = nil
-		s.dropStmts = false
-	}
-	for _, cs := range s.failedStmts {
-		if s.stmts[cs.name] == cs {
-			delete(s.stmts, cs.name)
-		}
-	}
-	clear(s.failedStmts)
-	s.failedStmts = s.failedStmts[:0]
-}
-
 // lockServer returns the attached server with mu held, attaching one from
 // the pool first if needed (and bringing its session parameters in line
 // with the client's). On error mu is not held.
@@ -401,7 +415,10 @@ func (s *session) lockServer() (*server, error) {
 			// should have (RESET goes back to a startup value the server
 			// does not have as its default).
 			s.txStart = time.Now()
-			if s.srv.txStatus == 'I' {
+			if s.srv.txStatus == 'I' && !s.srvOpen {
+				// (Not in the middle of a pipeline the server has not
+				// seen the Sync of: a query there would end its implicit
+				// transaction.)
 				s.syncSettings(s.srv)
 			}
 		}
@@ -465,7 +482,7 @@ func (s *session) startRelay(srv *server) {
 // session parameters, if they differ. mu held.
 func (s *session) syncSettings(srv *server) {
 	if sql := diffSQL(srv.settings, s.settings); sql != "" {
-		s.q.push(item{kind: itHidden})
+		s.expect(item{kind: itHidden})
 		s.out = appendMsg(s.out, 'Q', []byte(sql), []byte{0})
 		srv.settings = s.settings
 	}
@@ -476,7 +493,7 @@ func (s *session) forward(m msg, it item) error {
 	if _, err := s.lockServer(); err != nil {
 		return err
 	}
-	s.q.push(it)
+	s.expect(it)
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
 	if m.Type == 'S' || m.Type == 'F' {
@@ -549,12 +566,28 @@ func (s *session) onQuery(m msg) error {
 	if cerr != nil {
 		return s.localError(cerr, true)
 	}
+	if s.renames() {
+		if done, err := s.deallocate(text, res); done {
+			return err
+		}
+	}
+	ddl := mayChangeSchema(text) && s.isDDL(text, res)
 	srv, err := s.lockServer()
 	if err != nil {
 		return s.acquireFailed(err, true)
 	}
-	srv.unnamed = nil // a simple query replaces the unnamed statement
-	s.q.push(item{kind: itQuery, effects: effects, start: time.Now(), obs: s.startRoundTrip(text)})
+	// A simple query drops the unnamed statement, on the server and so
+	// for the client.
+	srv.unnamed = nil
+	var chg *stmtChange
+	if s.renames() && s.anon != nil {
+		chg = &stmtChange{prev: s.anon}
+		s.anon = nil
+	}
+	if ddl {
+		s.schemaChanging()
+	}
+	s.expect(item{kind: itQuery, effects: effects, chg: chg, start: time.Now(), obs: s.startRoundTrip(text)})
 	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
@@ -562,21 +595,23 @@ func (s *session) onQuery(m msg) error {
 	return nil
 }
 
-// localError answers the client with e in place of the server, in order.
-// A Query gets its ReadyForQuery too; in the extended protocol the
-// messages up to the next Sync are dropped, as Postgres does after an
-// error.
+// localError answers the client with e in place of the server, in order,
+// through the server when one is open (see answerError).
 func (s *session) localError(e *Error, query bool) error {
-	return s.localErrorObs(e, query, nil)
+	return s.answerError(e, query, nil)
 }
 
-// localErrorObs is localError for a round trip whose record (o) was
-// started.
+// localErrorObs answers with e alone, the server untouched: a Query gets
+// its ReadyForQuery too; in the extended protocol the messages up to the
+// next Sync are dropped, as Postgres does after an error. o is the round
+// trip's started record.
 func (s *session) localErrorObs(e *Error, query bool, o *observed) error {
 	s.mu.Lock()
-	s.q.push(item{kind: itQuery, act: actSynth, synth: 'E', errMsg: e})
+	s.expect(item{kind: itQuery, act: actSynth, synth: 'E', errMsg: e})
 	if query {
-		s.q.push(item{kind: itSync, act: actSynth, synth: 'Z', ends: true, errMsg: e, obs: o})
+		// (Of kind itQuery: a ReadyForQuery the server skips with the
+		// Query if an error came before it, not a Sync that ends skipping.)
+		s.expect(item{kind: itQuery, act: actSynth, synth: 'Z', ends: true, errMsg: e, obs: o})
 	} else {
 		// The round trip ends at the client's Sync, which carries it.
 		s.skip = true
@@ -613,34 +648,7 @@ func beginsTransaction(sql []byte) bool {
 }
 
 func firstWord(sql []byte) string {
-	i := 0
-	for i < len(sql) {
-		switch {
-		case sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r' || sql[i] == ';' || sql[i] == '(':
-			i++
-		case sql[i] == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			for i < len(sql) && sql[i] != '\n' {
-				i++
-			}
-		case sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			j := i + 2
-			for j+1 < len(sql) && !(sql[j] == '*' && sql[j+1] == '/') {
-				j++
-			}
-			i = j + 2
-		default:
-			j := i
-			for j < len(sql) && (sql[j]|0x20 >= 'a' && sql[j]|0x20 <= 'z') {
-				j++
-			}
-			w := make([]byte, j-i)
-			for k := range w {
-				w[k] = sql[i+k] | 0x20
-			}
-			return string(w)
-		}
-	}
-	return ""
+	return string(bytes.ToLower(leadingWord(sql)))
 }
 
 func (s *session) onSync(m msg) error {

@@ -77,6 +77,10 @@ type Statement struct {
 	// for any other statement. The statement's Kinds, Tables and Functions
 	// include those of the query it prepares.
 	Prepares string
+	// Deallocates is the name a top-level DEALLOCATE [PREPARE] name frees,
+	// "" for any other statement (DEALLOCATE ALL has an
+	// EffectDeallocateAll instead).
+	Deallocates string
 	// Executes are the names of the SQL-level prepared statements the
 	// statement runs: EXECUTE's, also under EXPLAIN ANALYZE and in CREATE
 	// TABLE AS ... EXECUTE. What they run is known only from their PREPARE,

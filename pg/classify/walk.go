@@ -44,6 +44,7 @@ type walker struct {
 
 	txBegin, txEnd bool
 	prepares       string
+	deallocates    string
 	executes       []string
 
 	// trace, in tests, sees every visited message.
@@ -60,16 +61,17 @@ func classifyStmt(n *pg.Node, version int32) Statement {
 		w.pin(PinTempTable)
 	}
 	return Statement{
-		Kind:      kind,
-		Kinds:     w.kinds.list(),
-		Tables:    sortedUnique(w.tables),
-		Functions: sortedUnique(w.funcs),
-		ReadOnly:  w.kinds&^readOnlyKinds == 0 && !w.writes,
-		Effects:   w.effects,
-		TxBegin:   w.txBegin,
-		TxEnd:     w.txEnd,
-		Prepares:  w.prepares,
-		Executes:  w.executes,
+		Kind:        kind,
+		Kinds:       w.kinds.list(),
+		Tables:      sortedUnique(w.tables),
+		Functions:   sortedUnique(w.funcs),
+		ReadOnly:    w.kinds&^readOnlyKinds == 0 && !w.writes,
+		Effects:     w.effects,
+		TxBegin:     w.txBegin,
+		TxEnd:       w.txEnd,
+		Prepares:    w.prepares,
+		Deallocates: w.deallocates,
+		Executes:    w.executes,
 	}
 }
 
@@ -279,6 +281,8 @@ func (w *walker) visit(m any) {
 		w.addKind(KindDeallocate)
 		if m == w.top && n.Isall {
 			w.effects = append(w.effects, Effect{Kind: EffectDeallocateAll, SQL: "DEALLOCATE ALL"})
+		} else if m == w.top {
+			w.deallocates = n.Name
 		}
 		w.children(n)
 	case *pg.ListenStmt:
