@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/outrigger/outrigger/pg/classify"
@@ -58,6 +60,13 @@ const sharedPrefix = "_or_"
 type stmtChange struct {
 	name      string
 	set, prev *clientStmt
+	// keep: a failure gives the name back its prev (a DEALLOCATE that
+	// failed freed nothing).
+	keep bool
+	// all are the names a DEALLOCATE ALL freed, given back as prev is.
+	all map[string]*clientStmt
+	// next is another change the same message made.
+	next *stmtChange
 }
 
 // undoStep is a stmtChange to take back: skipped, the name holds prev
@@ -66,6 +75,30 @@ type stmtChange struct {
 type undoStep struct {
 	c      *stmtChange
 	failed bool
+}
+
+// undoChange takes back one change (see undoStep).
+func (s *session) undoChange(c *stmtChange, failed bool) {
+	for name, cs := range c.all {
+		if s.stmts[name] == nil {
+			s.stmts[name] = cs
+		}
+	}
+	if c.all != nil || s.lookupStmt(c.name) != c.set {
+		return // a later message changed the name again
+	}
+	if failed && !c.keep {
+		s.storeStmt(c.name, nil)
+	} else {
+		s.storeStmt(c.name, c.prev)
+	}
+}
+
+// undoNow takes back the changes of a message that was never sent.
+func (s *session) undoNow(c *stmtChange) {
+	for ; c != nil; c = c.next {
+		s.undoChange(c, false)
+	}
 }
 
 // lookupStmt returns what name holds ("" is the unnamed statement).
@@ -518,13 +551,8 @@ func (s *session) applyStmtChanges() {
 	defer s.mu.Unlock()
 	for i := len(s.undo) - 1; i >= 0; i-- {
 		u := s.undo[i]
-		if s.lookupStmt(u.c.name) != u.c.set {
-			continue // a later message changed the name again
-		}
-		if u.failed {
-			s.storeStmt(u.c.name, nil)
-		} else {
-			s.storeStmt(u.c.name, u.c.prev)
+		for c := u.c; c != nil; c = c.next {
+			s.undoChange(c, u.failed)
 		}
 	}
 	clear(s.undo)
@@ -539,9 +567,12 @@ func (s *session) applyStmtChanges() {
 // deallocate serves a simple Query that is one DEALLOCATE [PREPARE] of a
 // statement the client prepared with the protocol, or DEALLOCATE ALL. The
 // client's statements are Outrigger's to free (the server-side ones are
-// shared), so it frees them and answers as Postgres does. Any other
-// DEALLOCATE goes to the server, which has the name (an SQL PREPARE on a
-// pinned server) or answers 26000 in its own words. It reports whether it
+// shared), so it frees them and answers as Postgres does: alone when
+// nothing is open, else through the server with a statement that does
+// nothing, so that an aborted transaction fails it with 25P02 as it would
+// fail DEALLOCATE (the names are then given back). Any other DEALLOCATE
+// goes to the server, which has the name (an SQL PREPARE on a pinned
+// server) or answers 26000 in its own words. It reports whether it
 // answered.
 func (s *session) deallocate(text []byte, res *classify.Result) (bool, error) {
 	if !bytes.EqualFold(leadingWord(text), []byte("deallocate")) {
@@ -555,39 +586,50 @@ func (s *session) deallocate(text []byte, res *classify.Result) (bool, error) {
 	}
 	st := &res.Statements[0]
 	all := len(st.Effects) > 0 && st.Effects[0].Kind == classify.EffectDeallocateAll
-	s.mu.Lock()
-	aborted := s.txStatus == 'E'
-	s.mu.Unlock()
-	if aborted {
-		return false, nil // the server answers 25P02
-	}
 	tag := "DEALLOCATE"
-	var chg *stmtChange
+	chg := &stmtChange{keep: true}
 	switch {
 	case all && s.pinned != "":
 		return false, nil // the server's SQL-level statements go too
 	case all:
 		tag = "DEALLOCATE ALL"
+		chg.all = maps.Clone(s.stmts)
 		clear(s.stmts)
 	case s.stmts[st.Deallocates] != nil:
-		chg = &stmtChange{name: st.Deallocates, prev: s.stmts[st.Deallocates]}
+		chg.name, chg.prev = st.Deallocates, s.stmts[st.Deallocates]
 		delete(s.stmts, st.Deallocates)
-	case len(st.Deallocates) >= len(sharedPrefix) && st.Deallocates[:len(sharedPrefix)] == sharedPrefix:
+	case strings.HasPrefix(st.Deallocates, sharedPrefix):
 		return true, s.localError(unknownStatement([]byte(st.Deallocates)), true)
 	default:
 		return false, nil
 	}
 	// A simple query drops the unnamed statement too.
-	var anon *stmtChange
 	if s.anon != nil {
-		anon = &stmtChange{prev: s.anon}
+		chg.next = &stmtChange{prev: s.anon}
 		s.anon = nil
 	}
 	o := s.startRoundTrip(text)
 	s.mu.Lock()
-	s.expect(item{kind: itQuery, act: actSynth, synth: 'C', tag: tag, chg: chg})
-	s.expect(item{kind: itQuery, act: actSynth, synth: 'Z', ends: true, chg: anon, start: time.Now(), obs: o})
-	s.pumpSynth()
+	alone := s.srv == nil && s.q.empty()
 	s.mu.Unlock()
+	if alone {
+		s.mu.Lock()
+		s.expect(item{kind: itQuery, act: actSynth, synth: 'C', tag: tag, chg: chg})
+		s.expect(item{kind: itQuery, act: actSynth, synth: 'Z', ends: true, start: time.Now(), obs: o})
+		s.pumpSynth()
+		s.mu.Unlock()
+		return true, nil
+	}
+	srv, err := s.lockServer()
+	if err != nil {
+		s.undoNow(chg)
+		return true, s.acquireFailed(err, true)
+	}
+	srv.unnamed = nil
+	s.expect(item{kind: itQuery, tag: tag, chg: chg, start: time.Now(), obs: o})
+	s.startQueryTimer()
+	s.mu.Unlock()
+	s.out = appendMsg(s.out, 'Q', []byte("DO $outrigger$BEGIN END$outrigger$"), []byte{0})
+	s.outTerm = len(s.out)
 	return true, nil
 }

@@ -217,6 +217,11 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 		case it.kind == itExecute:
 			done := s.q.pop()
 			s.txEffects = append(s.txEffects, done.effects...)
+		case it.kind == itQuery && it.tag != "":
+			// The statement that stood in for one Outrigger served
+			// (DEALLOCATE): the client gets its tag.
+			s.writeClient(appendMsg(nil, 'C', []byte(it.tag), []byte{0}))
+			return false
 		case it.kind == itQuery:
 		default:
 			return true
@@ -319,6 +324,13 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 	}
 	switch it.kind {
 	case itQuery, itSync, itFunc:
+		if it.chg != nil {
+			// What a failed Query did to the names (a DEALLOCATE that an
+			// aborted transaction refused) is taken back.
+			s.undo = append(s.undo, undoStep{c: it.chg, failed: true})
+			s.stmtsStale.Store(true)
+			it.chg = nil
+		}
 		return false
 	}
 	// The server now skips every message up to the next Sync: their
