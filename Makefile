@@ -12,7 +12,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/outrigger/outrigger/cmd/outrigger/cli.Version=$(VERSION) \
            -X github.com/outrigger/outrigger/cmd/outrigger/cli.Commit=$(COMMIT)
 
-.PHONY: all build demo test deps vet unit integration bench bench-quick bench-go fuzz clean
+.PHONY: all build demo test deps vet unit integration fuzz-pg bench bench-quick bench-go clean
 
 all: build
 
@@ -40,6 +40,14 @@ unit:
 # The integration tests alone.
 integration:
 	$(GO) test -race -count=1 -timeout 15m ./integration/...
+
+# The Postgres differential run for as long as PGDIFF_DURATION: generated
+# extended-protocol conversations sent to Postgres directly and through
+# Outrigger in every pool mode, replies compared byte for byte (make test
+# runs a fixed 2000 of them). PGDIFF_SEED picks another sequence.
+PGDIFF_DURATION ?= 30m
+fuzz-pg: deps
+	PGDIFF_DURATION=$(PGDIFF_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestPGDiff$$' -v ./integration/ 2>&1 | grep -v '^=== ' | tail -n 200
 
 # The side-by-side benchmark (bench/sidebyside; BENCHMARKS.md says how to
 # read it). `make bench` is the full run (3 rounds, about 40 minutes);

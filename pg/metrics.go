@@ -16,7 +16,7 @@ type handlerMetrics struct {
 	listener string
 	clients  prometheus.Gauge
 	pins     *prometheus.CounterVec
-	prepared struct{ hit, miss, eviction, retired prometheus.Counter }
+	prepared struct{ hit, miss, eviction, retired, awaited prometheus.Counter }
 	cancels  struct{ forwarded, queued, idle, unknown, timeout prometheus.Counter }
 	upErrors *prometheus.CounterVec
 }
@@ -35,6 +35,7 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	hm.prepared.miss = m.PGPrepared.WithLabelValues(l, "miss")
 	hm.prepared.eviction = m.PGPrepared.WithLabelValues(l, "eviction")
 	hm.prepared.retired = m.PGPrepared.WithLabelValues(l, "retired")
+	hm.prepared.awaited = m.PGPrepared.WithLabelValues(l, "awaited")
 	hm.cancels.forwarded = m.PGCancels.WithLabelValues(l, "forwarded")
 	hm.cancels.idle = m.PGCancels.WithLabelValues(l, "idle")
 	hm.cancels.queued = m.PGCancels.WithLabelValues(l, "queued")

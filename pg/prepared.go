@@ -67,6 +67,9 @@ type stmtChange struct {
 	all map[string]*clientStmt
 	// next is another change the same message made.
 	next *stmtChange
+	// before is the change to name that was newest when this one was
+	// made (see session.latest).
+	before *stmtChange
 }
 
 // undoStep is a stmtChange to take back: skipped, the name holds prev
@@ -84,9 +87,19 @@ func (s *session) undoChange(c *stmtChange, failed bool) {
 			s.stmts[name] = cs
 		}
 	}
-	if c.all != nil || s.lookupStmt(c.name) != c.set {
+	if c.all != nil {
+		return
+	}
+	if s.latest[c.name] != c {
 		return // a later message changed the name again
 	}
+	s.latest[c.name] = c.before
+	s.undoTo(c, failed)
+}
+
+// undoTo gives c's name what it held before c (nothing, if c's message
+// failed: Postgres drops the unnamed statement before parsing a new one).
+func (s *session) undoTo(c *stmtChange, failed bool) {
 	if failed && !c.keep {
 		s.storeStmt(c.name, nil)
 	} else {
@@ -94,10 +107,16 @@ func (s *session) undoChange(c *stmtChange, failed bool) {
 	}
 }
 
-// undoNow takes back the changes of a message that was never sent.
+// undoNow takes back the changes of a message that was never sent (nor
+// expected).
 func (s *session) undoNow(c *stmtChange) {
 	for ; c != nil; c = c.next {
-		s.undoChange(c, false)
+		for name, cs := range c.all {
+			s.stmts[name] = cs
+		}
+		if c.all == nil {
+			s.undoTo(c, false)
+		}
 	}
 }
 
@@ -125,6 +144,11 @@ func (s *session) onParse(m msg) error {
 	query, types, ok2 := cstring(rest)
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Parse message"}
+	}
+	if len(name) > 0 {
+		if err := s.awaitNames(name, false); err != nil {
+			return err
+		}
 	}
 	var res *classify.Result
 	if pol := s.policy(); pol != nil {
@@ -199,6 +223,16 @@ func (s *session) onParse(m msg) error {
 	if srv.prepared.Contains(cs.server) {
 		srv.prepared.Get(cs.server)
 		s.h.m.prepared.hit.Inc()
+		if s.txStatus == 'E' || s.q.ends != s.q.endsDone {
+			// The server's transaction may be aborted when it reaches
+			// this Parse, and Postgres then refuses it (25P02): the
+			// server is asked, by parsing the text as its unnamed
+			// statement, which succeeds and fails as this Parse would.
+			srv.unnamed = nil
+			s.expect(item{kind: itParse, chg: chg})
+			s.out = appendMsg(s.out, 'P', []byte{0}, query, []byte{0}, types)
+			return nil
+		}
 		s.expect(item{kind: itParse, act: actSynth, synth: '1', chg: chg})
 		s.pumpSynth()
 		return nil
@@ -334,6 +368,9 @@ func (s *session) onBind(m msg) error {
 	if !s.renames() {
 		return s.forward(m, item{kind: itBind})
 	}
+	if err := s.awaitNames(name, false); err != nil {
+		return err
+	}
 	cs := s.statement(name)
 	if cs == nil {
 		return s.noStatement(m, name, itBind)
@@ -370,6 +407,9 @@ func (s *session) onDescribe(m msg) error {
 	name, _, ok := cstring(m.Body[1:])
 	if !ok {
 		return &ProtocolError{Msg: "malformed Describe message"}
+	}
+	if err := s.awaitNames(name, false); err != nil {
+		return err
 	}
 	cs := s.statement(name)
 	if cs == nil {
@@ -447,6 +487,9 @@ func (s *session) onClose(m msg) error {
 	if !ok {
 		return &ProtocolError{Msg: "malformed Close message"}
 	}
+	if err := s.awaitNames(name, false); err != nil {
+		return err
+	}
 	var chg *stmtChange
 	if prev := s.lookupStmt(string(name)); prev != nil {
 		chg = &stmtChange{name: string(name), prev: prev}
@@ -510,11 +553,99 @@ func (s *session) expect(it item) {
 	case itParse, itBind, itDescribe, itExecute, itClose:
 		s.srvOpen = true
 	}
+	if it.chg != nil {
+		s.noteChange(it.chg)
+	}
 	if s.srvSkip && it.kind != itSync {
 		s.unrun(s.srv, &it, false)
 		return
 	}
 	s.q.push(it)
+}
+
+// settledNames reports whether no change to the client's names can still
+// be undone: nothing is in flight and every undo is applied. mu held.
+func (s *session) settledNames() bool { return s.q.empty() && len(s.undo) == 0 }
+
+// changePending reports whether a change to name may still be undone. mu
+// held.
+func (s *session) changePending(name string) bool {
+	return s.latest[name] != nil && !s.settledNames()
+}
+
+// noteChange books chg, a change to the client's names made ahead of the
+// server's answer: the newest change of each name (latest), and the round
+// trip it is in (namesAt). mu held.
+func (s *session) noteChange(chg *stmtChange) {
+	if s.latest == nil {
+		s.latest, s.namesAt = map[string]*stmtChange{}, map[string]uint64{}
+	} else if s.settledNames() {
+		clear(s.latest)
+		clear(s.namesAt)
+		s.allAt = 0
+	}
+	for c := chg; c != nil; c = c.next {
+		if c.all != nil {
+			s.allAt = s.q.ends + 1
+			continue
+		}
+		c.before, s.latest[c.name] = s.latest[c.name], c
+		s.namesAt[c.name] = s.q.ends
+	}
+}
+
+// awaitNames makes a message that depends on the statement name (all:
+// on every name) see it as Postgres will: if a change to it is still
+// unanswered in a round trip the client has already ended with a Sync,
+// whether it happened (the server may skip or fail that message) is known
+// only from the server's answer, so the client's messages so far are sent
+// and the answer awaited. A change in the round trip still open needs no
+// wait: if it does not happen, the server skips what follows it too.
+func (s *session) awaitNames(name []byte, all bool) error {
+	if len(s.namesAt) == 0 && s.allAt == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	at, ok := s.namesAt[string(name)]
+	if all {
+		ok = false
+		for _, a := range s.namesAt {
+			if !ok || a > at {
+				at, ok = a, true
+			}
+		}
+	}
+	if s.allAt > 0 && (!ok || s.allAt-1 > at) {
+		at, ok = s.allAt-1, true
+	}
+	closed := ok && at < s.q.ends && at >= s.q.endsDone
+	if ok && at < s.q.endsDone {
+		if all {
+			clear(s.namesAt)
+		} else {
+			delete(s.namesAt, string(name))
+		}
+		if s.allAt > 0 && s.allAt-1 < s.q.endsDone {
+			s.allAt = 0
+		}
+	}
+	s.mu.Unlock()
+	if !closed {
+		return nil
+	}
+	s.h.m.prepared.awaited.Inc()
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for at >= s.q.endsDone && s.srv != nil && s.relayDone != nil {
+		s.settled.Wait()
+	}
+	s.mu.Unlock()
+	if s.stmtsStale.CompareAndSwap(true, false) {
+		s.applyStmtChanges()
+	}
+	return nil
 }
 
 // unrun books an item whose message the server did not carry out: it
@@ -586,6 +717,9 @@ func (s *session) deallocate(text []byte, res *classify.Result) (bool, error) {
 	}
 	st := &res.Statements[0]
 	all := len(st.Effects) > 0 && st.Effects[0].Kind == classify.EffectDeallocateAll
+	if err := s.awaitNames([]byte(st.Deallocates), all); err != nil {
+		return true, err
+	}
 	tag := "DEALLOCATE"
 	chg := &stmtChange{keep: true}
 	switch {

@@ -82,13 +82,25 @@ type item struct {
 type queue struct {
 	items []item
 	head  int
+	// ends counts the items pushed that end a round trip at the server
+	// (Sync, Query, FunctionCall), and endsDone those answered or dropped:
+	// round trip n (counted from 0) is answered once endsDone > n.
+	ends, endsDone uint64
 }
+
+// endsTrip reports whether k's reply ends a round trip.
+func endsTrip(k itemKind) bool { return k == itSync || k == itQuery || k == itFunc }
 
 func (q *queue) empty() bool { return q.head == len(q.items) }
 
 func (q *queue) len() int { return len(q.items) - q.head }
 
-func (q *queue) push(it item) { q.items = append(q.items, it) }
+func (q *queue) push(it item) {
+	if endsTrip(it.kind) {
+		q.ends++
+	}
+	q.items = append(q.items, it)
+}
 
 // front returns the next item, or nil.
 func (q *queue) front() *item {
@@ -100,6 +112,9 @@ func (q *queue) front() *item {
 
 func (q *queue) pop() item {
 	it := q.items[q.head]
+	if endsTrip(it.kind) {
+		q.endsDone++
+	}
 	q.items[q.head] = item{}
 	q.head++
 	if q.head == len(q.items) {
@@ -110,6 +125,7 @@ func (q *queue) pop() item {
 }
 
 func (q *queue) reset() {
+	q.endsDone = q.ends
 	clear(q.items)
 	q.items = q.items[:0]
 	q.head = 0

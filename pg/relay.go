@@ -49,6 +49,7 @@ func (s *session) relay(srv *server, lease *pool.Lease[*server], done chan struc
 			broken = s.onServer(srv, m)
 		}
 		_ = s.flushClient()
+		s.settled.Broadcast()
 		if broken {
 			s.relayEnded(srv, lease, errServerDesync)
 			return
@@ -101,6 +102,7 @@ func (s *session) relayEnded(srv *server, lease *pool.Lease[*server], err error)
 	s.srv, s.lease, s.relayDone = nil, nil, nil
 	s.q.reset()
 	s.srvSkip, s.srvOpen = false, false
+	s.settled.Broadcast()
 	if closing {
 		s.mu.Unlock()
 		srv.quiesce()

@@ -91,6 +91,22 @@ type session struct {
 	// server skipped or failed (the relay finds them; the client goroutine
 	// owns the names).
 	undo []undoStep
+	// namesAt holds, for each statement name a queued message changed
+	// (ahead of the server's answer), the round trip (see queue.ends) the
+	// change was made in; allAt+1 the same for a DEALLOCATE ALL (0: none).
+	// A message whose handling depends on such a name waits, once that
+	// round trip is closed by a Sync, for its answer (see awaitNames).
+	// Written under mu by the client goroutine, which alone reads it.
+	namesAt map[string]uint64
+	allAt   uint64
+	// latest is, for each statement name, the newest change to it that
+	// may still be undone (each change keeps the one before it): an undo
+	// applies only to the newest, so a change that undoing an earlier
+	// message would hide stays. Written under mu by the client goroutine.
+	latest map[string]*stmtChange
+	// settled is signalled by the relay goroutine as replies come in, for
+	// awaitNames. Its L is &mu.
+	settled sync.Cond
 	// srvSkip: the server skips every message up to the next Sync, after
 	// an error in the extended protocol that came before the client's Sync
 	// did; skipCode and skipErr are that error's, for the Sync's record.
@@ -152,6 +168,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
 		settings: emptySettings, startup: emptySettings,
 		connected: c.Accepted,
 	}
+	s.settled.L = &s.mu
 	return s
 }
 
@@ -580,7 +597,9 @@ func (s *session) onQuery(m msg) error {
 	// for the client.
 	srv.unnamed = nil
 	var chg *stmtChange
-	if s.renames() && s.anon != nil {
+	if s.renames() && (s.anon != nil || s.changePending("")) {
+		// (Even with no unnamed statement in the books: one an earlier
+		// message's undoing may bring back goes too.)
 		chg = &stmtChange{prev: s.anon}
 		s.anon = nil
 	}
