@@ -321,56 +321,61 @@ func TestPGFidelity(t *testing.T) {
 	})
 
 	// The statement cache across schema changes: after DDL made through
-	// the same listener or directly, a pgx client's next retry succeeds.
+	// the same listener or directly, a pgx client's next retry succeeds;
+	// a statement whose result columns changed fails as it fails direct
+	// (0A000, once: pgx then prepares it again), the others at most once.
 	t.Run("statement-cache-across-ddl", func(t *testing.T) {
 		for _, via := range []string{"listener", "direct"} {
 			t.Run(via, func(t *testing.T) {
-				for _, tg := range targets {
-					t.Run(tg.name, func(t *testing.T) {
-						app := connectTarget(ctx, t, tg, nil)
-						ddlTarget := tg
-						if via == "direct" {
-							ddlTarget = targets[0]
-						}
-						ddl := connectTarget(ctx, t, ddlTarget, nil)
-						tbl, typ := "sc_"+via+"_"+tg.name, "scm_"+via+"_"+tg.name
-						mustExec(ctx, t, ddl, "create table "+tbl+" (id int, a text)")
-						mustExec(ctx, t, ddl, "insert into "+tbl+" values (1, 'a')")
-						mustExec(ctx, t, ddl, "create type "+typ+" as enum ('x', 'y')")
-						queries := []string{"select * from " + tbl + " where id = $1", "select $1::" + typ + "::text", "select 'x'::" + typ + " = $1"}
-						args := [][]any{{1}, {"x"}, {"x"}}
-						runAll := func(round string) {
-							for i, q := range queries {
-								var err error
-								for attempt := range 2 {
-									var rows pgx.Rows
-									rows, err = app.Query(ctx, q, args[i]...)
-									if err == nil {
-										_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
-									}
-									if err == nil {
-										break
-									}
-									if attempt == 0 {
-										t.Logf("%s: %s: %s (retrying)", round, q, outcome(err))
-									}
+				sameEverywhere(t, targets, func(d string) bool { return strings.Contains(d, "0A000") }, func(t *testing.T, tg pgTarget) string {
+					app := connectTarget(ctx, t, tg, nil)
+					ddlTarget := tg
+					if via == "direct" {
+						ddlTarget = targets[0]
+					}
+					ddl := connectTarget(ctx, t, ddlTarget, nil)
+					tbl, typ := "sc_"+via+"_"+tg.name, "scm_"+via+"_"+tg.name
+					mustExec(ctx, t, ddl, "create table "+tbl+" (id int, a text)")
+					mustExec(ctx, t, ddl, "insert into "+tbl+" values (1, 'a')")
+					mustExec(ctx, t, ddl, "create type "+typ+" as enum ('x', 'y')")
+					queries := []string{"select * from " + tbl + " where id = $1", "select $1::" + typ + "::text", "select 'x'::" + typ + " = $1"}
+					args := [][]any{{1}, {"x"}, {"x"}}
+					var tr strings.Builder
+					runAll := func(round string) {
+						for i, q := range queries {
+							var err error
+							for attempt := range 2 {
+								var rows pgx.Rows
+								rows, err = app.Query(ctx, q, args[i]...)
+								if err == nil {
+									_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
 								}
-								if err != nil {
-									t.Errorf("%s: %s: the retry failed too: %s", round, q, outcome(err))
+								if i == 0 {
+									// (Only the table's statement is compared: a
+									// parameter of a type dropped and created again
+									// is a documented difference.)
+									fmt.Fprintf(&tr, "%s: attempt %d: %s\n", round, attempt, pgCode(err))
+								}
+								if err == nil {
+									break
 								}
 							}
+							if err != nil {
+								t.Errorf("%s: %s: %s: the retry failed too: %s", tg.name, round, q, outcome(err))
+							}
 						}
-						runAll("before")
-						for i := range 3 {
-							mustExec(ctx, t, ddl, fmt.Sprintf("alter table %s add column c%d int", tbl, i))
-							runAll(fmt.Sprintf("after add column %d", i))
-							mustExec(ctx, t, ddl, fmt.Sprintf("alter table %s drop column c%d", tbl, i))
-							runAll(fmt.Sprintf("after drop column %d", i))
-							mustExec(ctx, t, ddl, fmt.Sprintf("drop type %s; create type %s as enum ('x', 'y', 'z%d')", typ, typ, i))
-							runAll(fmt.Sprintf("after type recreated %d", i))
-						}
-					})
-				}
+					}
+					runAll("before")
+					for i := range 3 {
+						mustExec(ctx, t, ddl, fmt.Sprintf("alter table %s add column c%d int", tbl, i))
+						runAll(fmt.Sprintf("after add column %d", i))
+						mustExec(ctx, t, ddl, fmt.Sprintf("alter table %s drop column c%d", tbl, i))
+						runAll(fmt.Sprintf("after drop column %d", i))
+						mustExec(ctx, t, ddl, fmt.Sprintf("drop type %s; create type %s as enum ('x', 'y', 'z%d')", typ, typ, i))
+						runAll(fmt.Sprintf("after type recreated %d", i))
+					}
+					return tr.String()
+				})
 			})
 		}
 	})
@@ -461,7 +466,11 @@ func TestPGMigrationUnderLoad(t *testing.T) {
 				var err error
 				for attempt := range 2 {
 					var rows pgx.Rows
-					rows, err = c.Query(ctx, q, 1+(i+k)%50)
+					var arg any = 1 + (i+k)%50
+					if k%2 == 1 {
+						arg = fmt.Sprint(arg)
+					}
+					rows, err = c.Query(ctx, q, arg)
 					if err == nil {
 						_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
 					}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"hash/maphash"
 	"maps"
 	"strings"
 	"time"
@@ -269,7 +270,7 @@ func (s *session) prepare(srv *server, cs *clientStmt, act action, chg *stmtChan
 		return
 	}
 	s.sweepEpochs(srv)
-	srv.prepared.Add(cs.server, cs.epoch)
+	srv.prepared.Add(cs.server, stmtCopy{epoch: cs.epoch})
 	// Statements evicted to make room (or of an older epoch) are closed
 	// first, so a name closed and prepared again never meets itself.
 	for _, old := range srv.toClose {
@@ -290,7 +291,7 @@ func (s *session) sweepEpochs(srv *server) {
 		return
 	}
 	for _, name := range srv.prepared.Keys() {
-		if e, ok := srv.prepared.Peek(name); ok && e != cur {
+		if c, ok := srv.prepared.Peek(name); ok && c.epoch != cur {
 			srv.prepared.Remove(name)
 			srv.toClose = append(srv.toClose, name)
 		}
@@ -309,6 +310,94 @@ func (s *session) ensurePrepared(srv *server, cs *clientStmt) {
 	if _, ok := srv.prepared.Get(cs.server); !ok {
 		s.prepare(srv, cs, actDrop, nil)
 	}
+}
+
+// planChanged is Postgres's error for a prepared statement whose result
+// columns a schema change altered.
+var planChanged = errorf("0A000", "cached plan must not change result type")
+
+// stmtCopy is what a server holds of one shared statement: the statement
+// epoch of its name, and a hash of its result shape (0: not known yet).
+type stmtCopy struct{ epoch, shape uint64 }
+
+// Result shapes. Postgres plans a prepared statement once and, when the
+// schema changes under it, plans it again, but refuses to run it if its
+// result columns changed (0A000): the client decodes rows by the
+// description it was given. The server-side copies of one shared name are
+// each planned for the schema of the moment they were prepared, so before
+// a client statement whose shape the client knows is bound to a copy whose
+// shape Outrigger does not know, a hidden Describe finds it; a copy whose
+// shape is not the one the client was given breaks the client's statement
+// as Postgres would.
+
+var shapeSeed = maphash.MakeSeed()
+
+// noteShape takes in the RowDescription or NoData body of a Describe of
+// done.cs on srv. mu held.
+func (s *session) noteShape(srv *server, done *item, body []byte) {
+	cs := done.cs
+	h := maphash.Bytes(shapeSeed, body) | 1
+	if c, ok := srv.prepared.Peek(cs.server); ok && c.shape != h {
+		c.shape = h
+		srv.prepared.Add(cs.server, c)
+	}
+	if done.act == actDrop {
+		cs.checking = false
+	} else {
+		cs.shape = h // the client's own Describe: what it now knows
+	}
+}
+
+// bindCheck makes sure a Bind of cs on srv runs what the client prepared
+// (see Result shapes): it finds the shape of srv's copy if need be, and
+// reports whether cs is broken. mu held; on error it is not, and srv may
+// be another server after a wait.
+func (s *session) bindCheck(srv *server, cs *clientStmt) (*server, bool, error) {
+	if cs.server == "" || cs.shape == 0 || cs.broken {
+		return srv, cs.broken, nil
+	}
+	c, ok := srv.prepared.Peek(cs.server)
+	if !ok || c.shape == 0 {
+		if err := s.checkShape(srv, cs, !ok); err != nil {
+			return nil, false, err
+		}
+		var err error
+		if srv, err = s.lockServer(); err != nil {
+			return nil, false, s.acquireFailed(err, false)
+		}
+		c, ok = srv.prepared.Peek(cs.server)
+	}
+	if ok && c.shape != 0 && c.shape != cs.shape {
+		cs.broken = true
+	}
+	return srv, cs.broken, nil
+}
+
+// checkShape prepares cs on srv if asked, asks for the copy's shape and
+// waits for the answer (see noteShape). mu held; it unlocks.
+func (s *session) checkShape(srv *server, cs *clientStmt, prepare bool) error {
+	if prepare {
+		s.prepare(srv, cs, actDrop, nil)
+	}
+	cs.checking = true
+	s.expect(item{kind: itDescribe, act: actDrop, cs: cs})
+	if cs.checking {
+		s.out = appendMsg(s.out, 'D', []byte{'S'}, []byte(cs.server), []byte{0})
+		s.out = appendMsg(s.out, 'H')
+		s.outTerm = len(s.out)
+	}
+	s.mu.Unlock()
+	s.h.m.prepared.awaited.Inc()
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for cs.checking && s.srv != nil && s.relayDone != nil {
+		s.settled.Wait()
+	}
+	cs.checking = false
+	s.mu.Unlock()
+	return nil
 }
 
 // unknownStatement is Postgres's error for a statement the client never
@@ -375,9 +464,20 @@ func (s *session) onBind(m msg) error {
 	if cs == nil {
 		return s.noStatement(m, name, itBind)
 	}
+	if cs.broken {
+		return s.answerError(planChanged, false, nil)
+	}
 	srv, err := s.lockServer()
 	if err != nil {
 		return s.acquireFailed(err, false)
+	}
+	srv, broken, err := s.bindCheck(srv, cs)
+	if err != nil {
+		return err
+	}
+	if broken {
+		s.mu.Unlock()
+		return s.answerError(planChanged, false, nil)
 	}
 	defer s.mu.Unlock()
 	if s.portals == nil {
@@ -664,6 +764,9 @@ func (s *session) unrun(srv *server, it *item, failed bool) {
 				srv.toClose = append(srv.toClose, it.server) // still there
 			}
 		}
+	}
+	if it.kind == itDescribe && it.act == actDrop && it.cs != nil {
+		it.cs.checking = false // skipped: the Bind after it is too
 	}
 	if it.kind == itHidden && srv != nil {
 		srv.settings = unknownSettings

@@ -167,18 +167,27 @@ func (s *session) onServer(srv *server, m msg) (broken bool) {
 	switch m.Type {
 	case 'D':
 		s.rows++
-	case 'd', 'c', 'V', 't':
-		// DataRow, CopyData, CopyDone, FunctionCallResponse,
-		// ParameterDescription: forwarded as they are.
-	case 'T':
-		if it != nil && it.kind == itDescribe {
-			s.q.pop()
+	case 'd', 'c', 'V':
+		// DataRow, CopyData, CopyDone, FunctionCallResponse: forwarded
+		// as they are.
+	case 't':
+		if it != nil && it.kind == itDescribe && it.act == actDrop {
+			return false // Outrigger's own Describe (see checkShape)
 		}
-	case 'n':
+	case 'T', 'n':
 		if it == nil || it.kind != itDescribe {
-			return true
+			if m.Type == 'n' {
+				return true
+			}
+			break // a Query's or an Execute's rows follow
 		}
-		s.q.pop()
+		done := s.q.pop()
+		if done.cs != nil && done.cs.server != "" {
+			s.noteShape(srv, &done, m.Body)
+		}
+		if done.act == actDrop {
+			return false
+		}
 	case '1':
 		if it == nil || it.kind != itParse {
 			return true

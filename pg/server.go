@@ -46,9 +46,9 @@ type server struct {
 	// settings are the session parameters Outrigger has set on it.
 	settings *settings
 	// prepared holds the shared statement names prepared on it, least
-	// recently used first, each with the statement epoch it was prepared
-	// in; evicted names wait in toClose for a Close.
-	prepared *simplelru.LRU[string, uint64]
+	// recently used first, each with its epoch and result shape (see
+	// stmtCopy); evicted names wait in toClose for a Close.
+	prepared *simplelru.LRU[string, stmtCopy]
 	toClose  []string
 	// epoch is the statement epoch its older statements were last swept
 	// at (see sweepEpochs).
@@ -141,7 +141,7 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 		size = 1 << 30
 	}
 	s.epoch = h.epoch.Load()
-	s.prepared, _ = simplelru.NewLRU[string, uint64](size, func(name string, _ uint64) {
+	s.prepared, _ = simplelru.NewLRU[string, stmtCopy](size, func(name string, _ stmtCopy) {
 		s.toClose = append(s.toClose, name)
 	})
 	return s, nil

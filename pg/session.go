@@ -148,6 +148,14 @@ type clientStmt struct {
 	effects []classify.Effect
 	ddl     bool   // its text may change the schema (see mayChangeSchema)
 	epoch   uint64 // the statement epoch its shared name is of
+	// shape is a hash of the RowDescription (or NoData) the client was
+	// last given for it (0: it never described it); checking says a
+	// hidden Describe is finding the shape of a server-side copy, and
+	// broken that a copy's shape differed: the statement can no longer run
+	// as the client prepared it, and every Bind of it fails as Postgres
+	// fails it (see checkShape).
+	shape            uint64
+	checking, broken bool
 }
 
 // clientWriteBuffer is the client writer's size: replies are batched up to
