@@ -418,6 +418,17 @@ var pgDiffRegressions = []struct {
 		{msg: &pgproto3.Query{String: "select 2"}}, {pause: 5 * time.Millisecond},
 		{msg: &pgproto3.Bind{}}, {msg: &pgproto3.Execute{}}, {msg: &pgproto3.Sync{}},
 	}},
+	// A failed Query drops the unnamed statement even when what an
+	// earlier skip gives back is undone after it.
+	{"failed-query-drops-unnamed-after-a-skip", []diffStep{
+		{msg: &pgproto3.Parse{Name: "u1", Query: "select 1"}}, {msg: &pgproto3.Sync{}}, {pause: time.Millisecond},
+		{msg: &pgproto3.Parse{Query: "select $1::int, $2::text"}},
+		{msg: &pgproto3.Parse{Name: "u1", Query: "select 2"}},
+		{msg: &pgproto3.Parse{Query: "select 3"}}, {msg: &pgproto3.Flush{}}, {msg: &pgproto3.Sync{}},
+		{msg: &pgproto3.Query{String: "select 1; select 1/0"}},
+		{msg: &pgproto3.Bind{Parameters: [][]byte{[]byte("5")}}}, {msg: &pgproto3.Sync{}},
+		{msg: &pgproto3.Close{ObjectType: 'S', Name: "u1"}}, {msg: &pgproto3.Sync{}},
+	}},
 }
 
 // describeConv renders a conversation one message per line.

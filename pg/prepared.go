@@ -94,7 +94,12 @@ func (s *session) undoChange(c *stmtChange, failed bool) {
 	if s.latest[c.name] != c {
 		return // a later message changed the name again
 	}
-	s.latest[c.name] = c.before
+	if !failed || c.keep {
+		// The name is back where it was before c: an undo of the change
+		// before may apply now. (A failed message that drops the name
+		// leaves it dropped, whatever came before.)
+		s.latest[c.name] = c.before
+	}
 	s.undoTo(c, failed)
 }
 
