@@ -211,6 +211,24 @@ func TestPGFidelity(t *testing.T) {
 				}
 				tr += pipelineTranscript(p)
 			}
+			// Prepared, executed and closed in one write, the executions
+			// behind the Sync before its answer.
+			for i := range 5 {
+				p.SendPrepare(fmt.Sprintf("pq%d", i), fmt.Sprintf("select $1::int * %d", i), nil)
+			}
+			p.SendPipelineSync()
+			for i := range 5 {
+				p.SendQueryPrepared(fmt.Sprintf("pq%d", i), [][]byte{[]byte("3")}, nil, nil)
+			}
+			p.SendPipelineSync()
+			for i := range 5 {
+				p.SendDeallocate(fmt.Sprintf("pq%d", i))
+			}
+			p.SendPrepare("pq0", "select 'again'", nil)
+			if err := p.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			tr += pipelineTranscript(p)
 			if err := p.Close(); err != nil {
 				tr += "close: " + outcome(err) + "\n"
 			}
@@ -404,8 +422,11 @@ func TestPGFidelity(t *testing.T) {
 	// while the client is idle, as a direct connection ends.
 	t.Run("terminated-backend-seen-by-checkconn", func(t *testing.T) {
 		super := superConn(t, pg)
-		for _, tg := range targets[:2] {
+		for _, tg := range targets {
 			c := connectTarget(ctx, t, tg, nil)
+			if tg.name == "transaction" {
+				mustExec(ctx, t, c, "listen fidelity") // pinned: it keeps its server
+			}
 			pid := scalar[int32](ctx, t, c, "select pg_backend_pid()")
 			if !scalar[bool](ctx, t, super, "select pg_terminate_backend($1)", pid) {
 				t.Fatalf("%s: pg_terminate_backend returned false", tg.name)
