@@ -177,7 +177,7 @@ func New(info BuildInfo) *Metrics {
 		RedisClients: f.gaugeVec("redis", "clients",
 			"Client sessions open on a redis listener.", "listener"),
 		RedisUpstreamConns: f.gaugeVec("redis", "upstream_connections",
-			"Upstream connections open, by kind: shared (multiplexed) or pinned (dedicated, in use or idle in their pool).",
+			"Upstream connections open, by kind: shared (multiplexed), pinned (dedicated, in use or idle in their pool) or control (dialled for one out-of-band command such as SCRIPT KILL).",
 			"listener", "kind"),
 		RedisPins: f.counterVec("redis", "pins_total",
 			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",

@@ -53,6 +53,9 @@ type Command struct {
 	// stateful marks the commands a session handles itself or that change
 	// its connection state (the cases of session.dispatch).
 	stateful bool
+	// outOfBand marks the commands that run on a connection of their own
+	// (see outOfBandCommands).
+	outOfBand bool
 }
 
 // KeySpec is a Redis 7 key specification: where to start looking for keys
@@ -184,6 +187,11 @@ func init() {
 	for _, name := range statefulCommands {
 		if c := commandByName(name); c != nil {
 			c.stateful = true
+		}
+	}
+	for _, name := range outOfBandCommands {
+		if c := commandByName(name); c != nil {
+			c.outOfBand = true
 		}
 	}
 	for name, f := range keyProcs {

@@ -72,3 +72,38 @@ func TestStatefulCommandsMatchDispatch(t *testing.T) {
 		t.Error("GET is marked stateful")
 	}
 }
+
+// Every command Redis serves while a script or function holds it busy
+// (allow_busy) is either one dispatch handles (connection state), the
+// replication handshake, or out of band: none waits on a shared connection
+// behind the script it may exist to stop.
+func TestOutOfBandCommandsCoverAllowBusy(t *testing.T) {
+	var busy []*Command
+	for _, c := range Commands() {
+		busy = append(busy, c)
+		for _, sc := range c.Subcommands {
+			busy = append(busy, sc)
+		}
+	}
+	n := 0
+	for _, c := range busy {
+		if c.Flags&FlagAllowBusy == 0 {
+			continue
+		}
+		n++
+		if !c.stateful && !c.outOfBand && c.Name != "replconf" {
+			t.Errorf("%s is allow_busy but neither stateful nor out of band", c.Name)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d allow_busy commands in the table", n)
+	}
+	for _, name := range outOfBandCommands {
+		if c := commandByName(name); c == nil || !c.outOfBand {
+			t.Errorf("%s is not marked out of band", name)
+		}
+	}
+	if !commandByName("client|unpause").outOfBand || commandByName("client|pause").outOfBand {
+		t.Error("CLIENT UNPAUSE must be out of band, CLIENT PAUSE not")
+	}
+}

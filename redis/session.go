@@ -475,6 +475,34 @@ var statefulCommands = []string{
 	"multi", "watch", "exec", "discard", "unwatch",
 }
 
+// outOfBandCommands act on work that other connections are doing: a
+// running script or function (which holds Redis busy, serving only the
+// commands flagged allow_busy: these, besides the connection-state ones
+// dispatch handles) or a CLIENT PAUSE (which holds the other clients'
+// commands). Each runs on an upstream connection dialled for it, never
+// queued on a shared connection behind the very commands it exists to stop
+// (see outOfBand).
+var outOfBandCommands = []string{"script|kill", "function|kill", "function|stats", "shutdown", "client|unpause"}
+
+// outOfBand runs cmd on a connection of its own, dialled for it in the
+// session's state (user, database, protocol) and closed once it answers.
+func (s *session) outOfBand(cmd Cmd, sl *slot) {
+	l, err := s.h.dialLane(s.ctx, s.key, s.h.cfg.Pool.CommandTimeout, "control")
+	if err != nil {
+		sl.fail(fmt.Errorf("upstream unavailable: %w", err)) // a refusal in the server's words
+		s.enqueue(sl)
+		return
+	}
+	s.send(l, cmd.Raw, sl)
+	l.flush()
+	s.wait(sl)
+	l.close(errControlDone)
+	s.cur = nil // nothing more goes to l
+}
+
+// errControlDone closes an out-of-band connection after its command.
+var errControlDone = errors.New("redis: out-of-band command answered")
+
 // dispatch routes one command; false ends the session (QUIT).
 func (s *session) dispatch(cmd Cmd) bool {
 	if s.passthrough {
@@ -587,6 +615,10 @@ func (s *session) dispatch(cmd Cmd) bool {
 			s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
 			return true
 		}
+	}
+	if c != nil && c.outOfBand && !s.inMulti {
+		s.outOfBand(cmd, sl)
+		return true
 	}
 	if s.pinned != nil {
 		s.send(s.pinned.Conn(), cmd.Raw, sl)
