@@ -830,7 +830,7 @@ func TestRedisListenerRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write([]byte("*1\r\n$8\r\nSHUTDOWN\r\n*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n"))
+	c.Write([]byte("*1\r\n$4\r\nSYNC\r\n*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n"))
 	r := bufio.NewReader(c)
 	line := func() string {
 		t.Helper()
@@ -840,10 +840,10 @@ func TestRedisListenerRuns(t *testing.T) {
 		}
 		return strings.TrimSuffix(s, "\r\n")
 	}
-	if got := line(); got != "-ERR command 'shutdown' is refused by the proxy" {
-		t.Errorf("SHUTDOWN: got %q", got)
+	if got := line(); got != "-NOPERM Outrigger refuses the 'sync' command (redis[].refuse_commands)" {
+		t.Errorf("SYNC: got %q", got)
 	} else {
-		quoted(got, "ERR command '<name>' is refused by the proxy")
+		quoted(got, "NOPERM Outrigger refuses the '<name>' command (redis[].refuse_commands)")
 	}
 	if got := line(); !strings.HasPrefix(got, "-ERR upstream unavailable: ") || !strings.Contains(got, dead) {
 		t.Errorf("PING with no upstream: got %q", got)

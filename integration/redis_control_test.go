@@ -183,3 +183,37 @@ func TestRedisControlOutOfBand(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisRefusalsAreRedis: by default what a user may run is Redis's ACL's
+// to decide. FLUSHALL from a user Redis allows it passes through Outrigger;
+// from a user Redis denies it, the client gets Redis's own -NOPERM, word for
+// word as direct. What Outrigger itself refuses (the replication handshake)
+// is a -NOPERM naming Outrigger and the setting.
+func TestRedisRefusalsAreRedis(t *testing.T) {
+	integrationOnly(t)
+	p := startRedisProxy(t, testenv.RedisOptions{ACLUsers: []testenv.RedisACLUser{
+		{Name: "flusher", Password: "f-pw"},
+		{Name: "keeper", Password: "k-pw", Rules: "~* &* +@all -flushall"},
+	}}, 4)
+	ctx := testCtx(t, time.Minute)
+	for _, proto := range []int{2, 3} {
+		as := func(addr, user, pw string) *redis.Client {
+			return proxyClient(t, addr, proto, func(o *redis.Options) { o.Username, o.Password = user, pw })
+		}
+		if err := as(p.addr, "flusher", "f-pw").FlushAll(ctx).Err(); err != nil {
+			t.Fatalf("RESP%d: FLUSHALL by a user Redis allows it: %v", proto, err)
+		}
+		viaProxy := as(p.addr, "keeper", "k-pw").FlushAll(ctx).Err()
+		direct := as(p.up.Addr, "keeper", "k-pw").FlushAll(ctx).Err()
+		if direct == nil || !strings.HasPrefix(direct.Error(), "NOPERM") {
+			t.Fatalf("RESP%d: direct FLUSHALL by a denied user: %v", proto, direct)
+		}
+		if viaProxy == nil || viaProxy.Error() != direct.Error() {
+			t.Fatalf("RESP%d: FLUSHALL by a denied user through Outrigger: %v, direct: %v", proto, viaProxy, direct)
+		}
+		err := as(p.addr, "flusher", "f-pw").Do(ctx, "psync", "?", "-1").Err()
+		if err == nil || err.Error() != "NOPERM Outrigger refuses the 'psync' command (redis[].refuse_commands)" {
+			t.Fatalf("RESP%d: PSYNC: %v", proto, err)
+		}
+	}
+}

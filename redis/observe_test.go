@@ -145,7 +145,7 @@ func TestRecord(t *testing.T) {
 		{"timeout", []string{"GET", "marker-key"}, func(sl *slot) {
 			sl.fail(fmt.Errorf("%w within %s", errCommandTimeout, time.Second))
 		}, "timeout", "ERR", ""},
-		{"refused by the proxy", []string{"FLUSHALL"}, func(sl *slot) { sl.fail(refusedError(sl.cmd)) }, "proxy_error", "ERR", ""},
+		{"refused by the proxy", []string{"FLUSHALL"}, func(sl *slot) { sl.fail(refusedError(sl.cmd)) }, "proxy_error", "NOPERM", ""},
 		{"unknown command", []string{"MARKERCMD", "marker-key"}, func(sl *slot) {
 			sl.complete([]byte("-ERR unknown command 'MARKERCMD'\r\n"))
 		}, "error", "ERR", ""},

@@ -393,15 +393,26 @@ func (p *peekConn) Read(b []byte) (int, error) {
 }
 
 func refusedError(c *Command) error {
-	return fmt.Errorf("command '%s' is refused by the proxy", c.Name)
+	return &refusal{line: "NOPERM Outrigger refuses the '" + c.Name + "' command (redis[].refuse_commands)"}
 }
 
+// refusal is a refusal of Outrigger's own, in Redis's words: its whole
+// error line.
+type refusal struct{ line string }
+
+func (e *refusal) Error() string { return e.line }
+
 // errorLine renders a proxy-side failure as a RESP error line: the
-// upstream's own words when it refused (WRONGPASS, NOPERM), else ERR.
+// upstream's own words when it refused (WRONGPASS, NOPERM), a refusal's
+// own line, else ERR.
 func errorLine(err error) string {
 	var ue *upstreamError
 	if errors.As(err, &ue) {
 		return ue.line
+	}
+	var r *refusal
+	if errors.As(err, &r) {
+		return r.line
 	}
 	return "ERR " + err.Error()
 }
