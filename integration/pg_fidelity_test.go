@@ -449,7 +449,9 @@ func TestPGFidelity(t *testing.T) {
 // TestPGMigrationUnderLoad: 200 clients in transaction mode (pool 4) run
 // prepared statements over a table and an enum type while another client
 // alters both 20 times. After each change every client succeeds by its
-// next retry, and no other error occurs.
+// next retry, and no other error occurs. Each change waits until every
+// client has run both its statements since the one before, so that no
+// client's retry can meet the next change (which could fail it direct too).
 func TestPGMigrationUnderLoad(t *testing.T) {
 	integrationOnly(t)
 	pg, o, targets := startPGTargets(t, pgListener{"transaction", "transaction", 4})
@@ -466,13 +468,16 @@ func TestPGMigrationUnderLoad(t *testing.T) {
 		bad       []string
 		wg        sync.WaitGroup
 	)
+	var failed atomic.Bool
 	report := func(s string) {
+		failed.Store(true)
 		mu.Lock()
 		if len(bad) < 20 {
 			bad = append(bad, s)
 		}
 		mu.Unlock()
 	}
+	var done [clients]atomic.Int64 // each client's successful queries
 	conns := make([]*pgx.Conn, clients)
 	for i := range conns {
 		conns[i] = connectTarget(ctx, t, tg, nil)
@@ -510,24 +515,39 @@ func TestPGMigrationUnderLoad(t *testing.T) {
 					return
 				}
 				ok.Add(1)
+				done[i].Add(1)
 				time.Sleep(2 * time.Millisecond)
 			}
 		}()
 	}
 	ddl := connectTarget(ctx, t, tg, nil)
-	for i := range 20 {
-		time.Sleep(100 * time.Millisecond)
-		if i%2 == 0 {
-			mustExec(ctx, t, ddl, fmt.Sprintf("alter table mig add column c%d int", i))
-		} else {
-			mustExec(ctx, t, ddl, fmt.Sprintf("alter table mig drop column c%d", i-1))
+	change := func(sql string) {
+		var seen [clients]int64
+		for i := range seen {
+			seen[i] = done[i].Load()
 		}
-		mustExec(ctx, t, ddl, fmt.Sprintf("alter type mig_mood add value 'm%d'", i+1))
-		if i%5 == 4 {
-			mustExec(ctx, t, ddl, "drop type mig_mood; create type mig_mood as enum ('m0')")
+		mustExec(ctx, t, ddl, sql)
+		deadline := time.Now().Add(time.Minute)
+		for i := range seen {
+			for done[i].Load() < seen[i]+3 && !failed.Load() {
+				if time.Now().After(deadline) {
+					t.Fatalf("client %d made no progress for a minute after %q", i, sql)
+				}
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	for i := range 20 {
+		if i%2 == 0 {
+			change(fmt.Sprintf("alter table mig add column c%d int", i))
+		} else {
+			change(fmt.Sprintf("alter table mig drop column c%d", i-1))
+		}
+		change(fmt.Sprintf("alter type mig_mood add value 'm%d'", i+1))
+		if i%5 == 4 {
+			change("drop type mig_mood; create type mig_mood as enum ('m0')")
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("%d queries succeeded, %d first attempts failed and were retried", ok.Load(), fails.Load())

@@ -318,6 +318,16 @@ func rpCorpus(sha, dump string) []rpCase {
 		one("evalsha declared key outside", true, "EVALSHA", sha, "1", "other:x"),
 		one("fcall declared key outside", true, "FCALL", "pwn", "1", "other:x"),
 		one("migrate keys", true, "MIGRATE", "127.0.0.1", "1", "", "0", "1000", "KEYS", "report:a", "other:x"),
+		// Listing the keyspace: only a pattern within report:* passes.
+		one("keys *", true, "KEYS", "*"),
+		one("keys other", true, "keys", "other:*"),
+		one("keys report without the colon", true, "KEYS", "report*"),
+		one("scan", true, "SCAN", "0"),
+		one("scan count", true, "scan", "0", "COUNT", "100"),
+		one("scan match other", true, "SCAN", "0", "MATCH", "other:*"),
+		one("scan match leading star", true, "SCAN", "0", "MATCH", "*report:*"),
+		one("scan last match wins", true, "SCAN", "0", "MATCH", "report:*", "MATCH", "*"),
+		one("randomkey", true, "RANDOMKEY"),
 		multi("multi: an allowed write, then a refused one", true,
 			queuedOrRefused("SET", "report:a", "pwned"), refused("SET", "other:x", "pwned")),
 		multi("multi: refused first, allowed after", true,
@@ -394,6 +404,24 @@ func TestRedisPolicyBypassCorpus(t *testing.T) {
 			t.Logf("%s: %d cases", user, ran)
 		})
 	}
+
+	t.Run("enumeration-within-the-rule", func(t *testing.T) {
+		for _, user := range []string{"reader", "writer"} {
+			rdb := proxyClient(t, listen, 3, func(o *redis.Options) { o.Username, o.Password = user, "x" })
+			ks, _, err := rdb.Scan(ctx, 0, "report:*", 1000).Result()
+			if err != nil || len(ks) == 0 {
+				t.Errorf("%s: SCAN 0 MATCH report:* = %v, %v", user, ks, err)
+			}
+			for _, k := range ks {
+				if !strings.HasPrefix(k, "report:") {
+					t.Errorf("%s: SCAN MATCH report:* listed %q", user, k)
+				}
+			}
+			if ks, err := rdb.Keys(ctx, "report:*").Result(); err != nil || len(ks) == 0 {
+				t.Errorf("%s: KEYS report:* = %v, %v", user, ks, err)
+			}
+		}
+	})
 
 	t.Run("inline", func(t *testing.T) {
 		for _, user := range []string{"reader", "writer"} {

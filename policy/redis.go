@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,6 +27,12 @@ type RedisCommand struct {
 	// that Keys cannot list (SORT and SORT_RO with BY or GET): a rule that
 	// restricts keys refuses it, as Redis's ACL does.
 	UndeclaredKeys bool
+	// Enumerates is set for a command that lists the keyspace (KEYS, SCAN,
+	// RANDOMKEY); Pattern is the glob it lists by (KEYS's pattern, SCAN's
+	// MATCH; nil: every key). A rule that restricts keys refuses it unless
+	// the pattern can only match keys the rule allows.
+	Enumerates bool
+	Pattern    []byte
 }
 
 // alwaysAllowedRedis are the commands every session may run, like
@@ -92,6 +99,9 @@ func (r *redisRule) check(cmd *RedisCommand) string {
 	if cmd.UndeclaredKeys {
 		return "the command's arguments name keys, and the rule restricts keys"
 	}
+	if cmd.Enumerates && !r.allowsPattern(cmd.Pattern) {
+		return "the command lists keys the rule does not allow (give a pattern within the rule's keys)"
+	}
 	for _, k := range cmd.Keys {
 		if !r.allowsKey(k) {
 			return "no permissions to access a key"
@@ -119,6 +129,34 @@ func (r *redisRule) allowsKey(k []byte) bool {
 	for i := range r.keys {
 		if r.keys[i].match(k) {
 			return true
+		}
+	}
+	return false
+}
+
+// allowsPattern reports whether every key the Redis glob p can match is
+// one the rule allows: p is a literal key the rule allows, or p starts with
+// the literal prefix of a prefix* pattern of the rule (or the rule allows
+// every key). Anything else may reach other keys and is refused; nil (no
+// pattern) is every key.
+func (r *redisRule) allowsPattern(p []byte) bool {
+	if p == nil {
+		return slices.ContainsFunc(r.keys, func(k keyPattern) bool { return k.kind == patAny })
+	}
+	lit := p
+	if i := bytes.IndexAny(p, `*?[\`); i >= 0 {
+		lit = p[:i]
+	} else if r.allowsKey(p) {
+		return true // a literal key
+	}
+	for _, k := range r.keys {
+		switch k.kind {
+		case patAny:
+			return true
+		case patPrefix:
+			if bytes.HasPrefix(lit, []byte(k.s)) {
+				return true
+			}
 		}
 	}
 	return false

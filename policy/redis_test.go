@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 	"testing"
+
+	"github.com/outrigger/outrigger/config"
 )
 
 func keys(ks ...string) [][]byte {
@@ -131,5 +133,49 @@ func TestRedisMessages(t *testing.T) {
 	d = s.CheckRedis(bg, RedisCommand{Name: strings.Repeat("x", 1000) + "\x00\x1b"})
 	if len(d.Message) > 200 || strings.ContainsAny(d.Message, "\x00\x1b") {
 		t.Errorf("message = %q", d.Message)
+	}
+}
+
+// Enumerating the keyspace under a rule that restricts keys: only a
+// pattern that can match nothing but allowed keys passes.
+func TestRedisEnumerationPatterns(t *testing.T) {
+	r, err := compileRedis("r", config.RedisRule{Keys: []string{"app:*", "exact:key", "g?ob*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	any, _ := compileRedis("any", config.RedisRule{Keys: []string{"*"}})
+	free, _ := compileRedis("free", config.RedisRule{})
+	for _, tc := range []struct {
+		pat  []byte
+		want bool
+	}{
+		{nil, false},
+		{[]byte("*"), false},
+		{[]byte("app:*"), true},
+		{[]byte("app:user:*"), true},
+		{[]byte("app:?"), true},
+		{[]byte("app:[ab]*"), true},
+		{[]byte("app*"), false},
+		{[]byte("*app:*"), false},
+		{[]byte("ap[p]:*"), false},
+		{[]byte(`app\:*`), false},
+		{[]byte("other:*"), false},
+		{[]byte("exact:key"), true},
+		{[]byte("exact:key*"), false},
+		{[]byte("app:literal"), true},
+		{[]byte("glob1"), true},  // a literal key the glob rule matches
+		{[]byte("glob*"), false}, // a glob rule admits no pattern
+		{[]byte(""), false},
+	} {
+		cmd := &RedisCommand{Name: "scan", Enumerates: true, Pattern: tc.pat}
+		if got := r.check(cmd) == ""; got != tc.want {
+			t.Errorf("pattern %q: allowed %v, want %v", tc.pat, got, tc.want)
+		}
+		if any.check(cmd) != "" {
+			t.Errorf("pattern %q refused by a rule that allows every key", tc.pat)
+		}
+		if free.check(cmd) != "" {
+			t.Errorf("pattern %q refused by a rule that does not restrict keys", tc.pat)
+		}
 	}
 }

@@ -34,12 +34,39 @@ func policyCommand(c *Command, args [][]byte, keys [][]byte) policy.RedisCommand
 	if c == nil {
 		return policy.RedisCommand{Name: strings.ToLower(string(args[0])), UndeclaredKeys: true}
 	}
+	en, pat := c.enumeration(args)
 	return policy.RedisCommand{
 		Name:           c.Name,
 		Categories:     c.catNames,
 		Keys:           c.Keys(args, keys),
 		UndeclaredKeys: c.undeclaredKeys(args),
+		Enumerates:     en,
+		Pattern:        pat,
 	}
+}
+
+// enumeration reports whether args make c list the keyspace, and the glob
+// it lists by (nil: every key): KEYS pattern, SCAN cursor [MATCH pattern]
+// (the last MATCH, as Redis reads them), RANDOMKEY.
+func (c *Command) enumeration(args [][]byte) (bool, []byte) {
+	switch c.Name {
+	case "keys":
+		if len(args) > 1 {
+			return true, args[1]
+		}
+		return true, nil
+	case "scan":
+		var pat []byte
+		for i := 2; i+1 < len(args); i += 2 {
+			if equalFold(args[i], "match") {
+				pat = args[i+1]
+			}
+		}
+		return true, pat
+	case "randomkey":
+		return true, nil
+	}
+	return false, nil
 }
 
 // undeclaredKeys reports whether args make c touch keys that Keys does not

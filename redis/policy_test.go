@@ -181,6 +181,11 @@ func TestPolicyAgreesWithRedisACL(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := sess.CheckRedis(ctx, pc)
+			if pc.Enumerates && redisAllows && d.Action != policy.Allow {
+				// Stricter than Redis by design: Redis's ACL lets a user
+				// with restricted keys list every key name.
+				continue
+			}
 			if ours := d.Action == policy.Allow; ours != redisAllows {
 				t.Errorf("%s: %s: Redis ACL says %q, the policy %s (%s)", u.name, strings.Join(args, " "), res, d.Outcome(), d.Message)
 			}
