@@ -429,6 +429,17 @@ var pgDiffRegressions = []struct {
 		{msg: &pgproto3.Bind{Parameters: [][]byte{[]byte("5")}}}, {msg: &pgproto3.Sync{}},
 		{msg: &pgproto3.Close{ObjectType: 'S', Name: "u1"}}, {msg: &pgproto3.Sync{}},
 	}},
+	// A skipped unnamed Parse leaves the server's unnamed statement as it
+	// was: binding it in an aborted transaction fails in the Bind, as
+	// direct, not in a Parse of it again.
+	{"skipped-unnamed-parse-keeps-the-servers", []diffStep{
+		{msg: &pgproto3.Query{String: "begin"}},
+		{msg: &pgproto3.Parse{Query: "select 1"}}, {msg: &pgproto3.Bind{Parameters: [][]byte{[]byte("2")}}},
+		{msg: &pgproto3.Parse{Query: "select 2"}}, {msg: &pgproto3.Parse{Query: "select 3"}}, {msg: &pgproto3.Sync{}},
+		{msg: &pgproto3.Bind{}}, {msg: &pgproto3.Execute{}}, {msg: &pgproto3.Sync{}},
+		{msg: &pgproto3.Query{String: "rollback"}},
+		{msg: &pgproto3.Bind{}}, {msg: &pgproto3.Execute{}}, {msg: &pgproto3.Sync{}},
+	}},
 }
 
 // describeConv renders a conversation one message per line.

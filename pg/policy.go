@@ -201,8 +201,9 @@ func (s *session) answerError(e *Error, query bool, o *observed) error {
 	// client's own unnamed statement is prepared again where it is next
 	// used.
 	s.open = true
-	srv.unnamed = nil
-	s.expect(item{kind: itParse, act: actRefuse, errMsg: e})
+	it := item{kind: itParse, act: actRefuse, errMsg: e}
+	s.setUnnamed(srv, &it, nil)
+	s.expect(it)
 	s.expect(item{kind: itBind, act: actRefuse, errMsg: e})
 	s.expect(item{kind: itExecute, act: actRefuse, errMsg: e})
 	s.out = appendMsg(s.out, 'P', []byte{0}, sql, []byte{0, 0, 0})

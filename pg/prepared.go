@@ -192,8 +192,9 @@ func (s *session) onParse(m msg) error {
 		}
 		chg := &stmtChange{set: cs, prev: s.anon}
 		s.anon = cs
-		srv.unnamed = cs
-		s.expect(item{kind: itParse, chg: chg})
+		it := item{kind: itParse, chg: chg}
+		s.setUnnamed(srv, &it, cs)
+		s.expect(it)
 		s.mu.Unlock()
 		s.out = append(s.out, m.Raw...)
 		return nil
@@ -234,8 +235,9 @@ func (s *session) onParse(m msg) error {
 			// this Parse, and Postgres then refuses it (25P02): the
 			// server is asked, by parsing the text as its unnamed
 			// statement, which succeeds and fails as this Parse would.
-			srv.unnamed = nil
-			s.expect(item{kind: itParse, chg: chg})
+			it := item{kind: itParse, chg: chg}
+			s.setUnnamed(srv, &it, nil)
+			s.expect(it)
 			s.out = appendMsg(s.out, 'P', []byte{0}, query, []byte{0}, types)
 			return nil
 		}
@@ -269,8 +271,9 @@ func (s *session) parseDuplicate(old *clientStmt, query, types []byte) error {
 // this is the client's own Parse. mu held.
 func (s *session) prepare(srv *server, cs *clientStmt, act action, chg *stmtChange) {
 	if cs.server == "" {
-		srv.unnamed = cs
-		s.expect(item{kind: itParse, act: act, chg: chg})
+		it := item{kind: itParse, act: act, chg: chg}
+		s.setUnnamed(srv, &it, cs)
+		s.expect(it)
 		s.out = append(s.out, cs.parse...)
 		return
 	}
@@ -438,8 +441,9 @@ func (s *session) noStatement(m msg, name []byte, kind itemKind) error {
 	}
 	defer s.mu.Unlock()
 	if len(name) == 0 {
-		srv.unnamed = nil
-		s.expect(item{kind: itClose, act: actDrop})
+		it := item{kind: itClose, act: actDrop}
+		s.setUnnamed(srv, &it, nil)
+		s.expect(it)
 		s.out = appendMsg(s.out, 'C', []byte{'S', 0})
 	}
 	s.expect(item{kind: kind})
@@ -663,6 +667,7 @@ func (s *session) expect(it item) {
 	}
 	if s.srvSkip && it.kind != itSync {
 		s.unrun(s.srv, &it, false)
+		s.restoreUnnamed(s.srv, &it, false)
 		return
 	}
 	s.q.push(it)
@@ -753,6 +758,30 @@ func (s *session) awaitNames(name []byte, all bool) error {
 	return nil
 }
 
+// setUnnamed books that the message of it replaces srv's unnamed
+// statement with cs (nil: with none a client can use). mu held.
+func (s *session) setUnnamed(srv *server, it *item, cs *clientStmt) {
+	it.was, it.wasSeq = srv.unnamed, srv.unnamedSeq
+	srv.unnamedSeq++
+	it.unnamedSeq = srv.unnamedSeq
+	srv.unnamed = cs
+}
+
+// restoreUnnamed books an item that replaced srv's unnamed statement and
+// failed (Postgres drops the unnamed statement first: none is left) or
+// was skipped (the one before is still there), unless a later message
+// replaced it again. Several are undone newest first. mu held.
+func (s *session) restoreUnnamed(srv *server, it *item, failed bool) {
+	if srv == nil || it.unnamedSeq == 0 || srv.unnamedSeq != it.unnamedSeq {
+		return
+	}
+	if failed {
+		srv.unnamed = nil
+		return
+	}
+	srv.unnamed, srv.unnamedSeq = it.was, it.wasSeq
+}
+
 // unrun books an item whose message the server did not carry out: it
 // failed, or an error before it made the server skip it. mu held.
 func (s *session) unrun(srv *server, it *item, failed bool) {
@@ -761,8 +790,6 @@ func (s *session) unrun(srv *server, it *item, failed bool) {
 		case itParse:
 			if it.server != "" {
 				srv.prepared.Remove(it.server)
-			} else if it.cs == nil {
-				srv.unnamed = nil
 			}
 		case itClose:
 			if it.act == actDrop && it.server != "" {
@@ -867,8 +894,9 @@ func (s *session) deallocate(text []byte, res *classify.Result) (bool, error) {
 		s.undoNow(chg)
 		return true, s.acquireFailed(err, true)
 	}
-	srv.unnamed = nil
-	s.expect(item{kind: itQuery, tag: tag, chg: chg, start: time.Now(), obs: o})
+	it := item{kind: itQuery, tag: tag, chg: chg, start: time.Now(), obs: o}
+	s.setUnnamed(srv, &it, nil)
+	s.expect(it)
 	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = appendMsg(s.out, 'Q', []byte("DO $outrigger$BEGIN END$outrigger$"), []byte{0})

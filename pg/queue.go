@@ -59,7 +59,13 @@ type item struct {
 	// the server's errors name it by its shared name, which the client
 	// gets back as its own.
 	cs  *clientStmt
-	tag string // an actSynth CommandComplete's tag
+	// For a message that replaces the server's unnamed statement (a Parse
+	// of it, a Close of it, a simple Query): the server's unnamedSeq it
+	// set, and the statement and sequence before it, which a skip gives
+	// back (see setUnnamed).
+	unnamedSeq, wasSeq uint32
+	was                *clientStmt
+	tag                string // an actSynth CommandComplete's tag
 	// effects are the session-state effects of a Query, or of the
 	// statement an Execute runs, applied once they are committed.
 	effects []classify.Effect

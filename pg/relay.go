@@ -351,6 +351,15 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 	if it.act == actRefuse {
 		refusal = it.errMsg
 	}
+	// What the failed and skipped messages did to the server's unnamed
+	// statement is undone newest first, once they are all known.
+	var unnamed [4]item
+	un := unnamed[:0]
+	defer func() {
+		for i := len(un) - 1; i >= 0; i-- {
+			s.restoreUnnamed(srv, &un[i], un[i].failed)
+		}
+	}()
 	for first := true; ; first = false {
 		f := s.q.front()
 		if f == nil {
@@ -369,6 +378,10 @@ func (s *session) onServerError(srv *server, m msg, it *item) bool {
 		}
 		done := s.q.pop()
 		s.unrun(srv, &done, first)
+		if done.unnamedSeq != 0 {
+			done.failed = first
+			un = append(un, done)
+		}
 	}
 }
 

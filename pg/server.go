@@ -56,6 +56,9 @@ type server struct {
 	// unnamed is the client statement the unnamed statement holds (nil:
 	// unknown or none).
 	unnamed *clientStmt
+	// unnamedSeq counts the messages sent to it that replace its unnamed
+	// statement (see setUnnamed).
+	unnamedSeq uint32
 	// txStatus is the status of its last ReadyForQuery.
 	txStatus byte
 	created  time.Time
@@ -288,4 +291,5 @@ func (s *server) clearPrepared() {
 	s.prepared.Purge()
 	s.toClose = s.toClose[:0]
 	s.unnamed = nil
+	s.unnamedSeq++ // nothing in flight gives an old one back
 }

@@ -603,7 +603,8 @@ func (s *session) onQuery(m msg) error {
 	}
 	// A simple query drops the unnamed statement, on the server and so
 	// for the client.
-	srv.unnamed = nil
+	it := item{kind: itQuery, effects: effects, start: time.Now(), obs: s.startRoundTrip(text)}
+	s.setUnnamed(srv, &it, nil)
 	var chg *stmtChange
 	if s.renames() && (s.anon != nil || s.changePending("")) {
 		// (Even with no unnamed statement in the books: one an earlier
@@ -614,7 +615,8 @@ func (s *session) onQuery(m msg) error {
 	if ddl {
 		s.schemaChanging()
 	}
-	s.expect(item{kind: itQuery, effects: effects, chg: chg, start: time.Now(), obs: s.startRoundTrip(text)})
+	it.chg = chg
+	s.expect(it)
 	s.startQueryTimer()
 	s.mu.Unlock()
 	s.out = append(s.out, m.Raw...)
