@@ -58,7 +58,7 @@ type item struct {
 	// cs is the client statement a Parse, Bind, Describe or Execute uses:
 	// the server's errors name it by its shared name, which the client
 	// gets back as its own.
-	cs  *clientStmt
+	cs *clientStmt
 	// For a message that replaces the server's unnamed statement (a Parse
 	// of it, a Close of it, a simple Query): the server's unnamedSeq it
 	// set, and the statement and sequence before it, which a skip gives

@@ -1128,9 +1128,12 @@ func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
 				b = redcon.AppendArray(b, 3)
 			}
 			b = redcon.AppendBulkString(b, kind)
-			if ch == nil {
+			switch {
+			case ch == nil && s.key.proto == 3:
+				b = append(b, "_\r\n"...) // RESP3's null
+			case ch == nil:
 				b = redcon.AppendNull(b)
-			} else {
+			default:
 				b = redcon.AppendBulk(b, ch)
 			}
 			return redcon.AppendInt(b, 0)
