@@ -82,6 +82,12 @@ func TestRedisConnectionStateSameAsDirect(t *testing.T) {
 		"unsubscribe-not-subscribed":   {{"UNSUBSCRIBE"}, {"PUNSUBSCRIBE"}, {"SUNSUBSCRIBE"}, {"PUBLISH", "ch", "m"}, {"PING"}},
 		"unsubscribe-resp3":            {{"HELLO", "3"}, {"UNSUBSCRIBE", "a", "b"}, {"PUNSUBSCRIBE"}, {"PING"}},
 		"punsubscribe-then-psubscribe": {{"PUNSUBSCRIBE"}, {"PUBLISH", "ch", "m"}, {"PSUBSCRIBE", "st:*"}, {"PING"}},
+		// Redis's own unit/scripting cases of these names.
+		"script-recursive-table":       {{"EVAL", "local a = {}; local b = {a}; a[1] = b; return a", "0"}, {"PING"}},
+		"script-recursive-table-resp3": {{"HELLO", "3"}, {"EVAL", "local a = {}; local b = {a}; a[1] = b; return a", "0"}, {"PING"}},
+		"script-unpack-many":           {{"DEL", "st:l"}, {"EVAL", "local a = {}; for i=1,7999 do a[i] = 1 end; return redis.call('lpush', KEYS[1], unpack(a))", "1", "st:l"}, {"EVAL", "return {unpack(ARGV)}", "0", "a", "b", "c"}, {"DEL", "st:l"}},
+		"script-read-key-with-expiry":  {{"SET", "st:ex", "value", "EX", "10"}, {"EVAL", "if redis.call('EXISTS', KEYS[1]) then return redis.call('GET', KEYS[1]) else return redis.call('EXISTS', KEYS[1]) end", "1", "st:ex"}, {"PING"}},
+		"script-del-key-with-expiry":   {{"SET", "st:ex", "value", "EX", "10"}, {"EVAL", "redis.call('DEL', KEYS[1]); return redis.call('EXISTS', KEYS[1])", "1", "st:ex"}, {"PING"}},
 	}
 	for name, conv := range convs {
 		t.Run(name, func(t *testing.T) {

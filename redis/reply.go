@@ -12,7 +12,12 @@ const (
 	// DefaultMaxBulkLen is Redis's own proto-max-bulk-len: 512 MiB.
 	DefaultMaxBulkLen = 512 << 20
 	// DefaultMaxDepth bounds how deeply aggregates (and attributes) nest.
-	DefaultMaxDepth = 64
+	// Redis itself sends replies nested about 8000 deep: a Lua script that
+	// returns a table containing itself is converted until Lua's C stack
+	// limit (8000), then ends with -ERR reached lua stack limit. A frame of
+	// the stack is a few words, so the bound costs at most a few hundred
+	// KiB per reader, and only while such a reply is read.
+	DefaultMaxDepth = 16 << 10
 	// DefaultMaxAggregateLen bounds the element count of one aggregate (the
 	// pair count of a map or attribute).
 	DefaultMaxAggregateLen = 1<<32 - 1
