@@ -70,6 +70,7 @@ type Metrics struct {
 	RedisClients         *prometheus.GaugeVec
 	RedisPins            *prometheus.CounterVec
 	RedisUpstreamConns   *prometheus.GaugeVec
+	RedisUpstreamProbes  *prometheus.CounterVec
 
 	// Postgres frontend, labelled by listener and pool (database/user of a
 	// pool whose credentials a server accepted; at most 256 per listener).
@@ -179,6 +180,9 @@ func New(info BuildInfo) *Metrics {
 		RedisUpstreamConns: f.gaugeVec("redis", "upstream_connections",
 			"Upstream connections open, by kind: shared (multiplexed), pinned (dedicated, in use or idle in their pool) or control (dialled for one out-of-band command such as SCRIPT KILL).",
 			"listener", "kind"),
+		RedisUpstreamProbes: f.counterVec("redis", "upstream_probes_total",
+			"Probes on a new connection made when a reply was late beyond pool.command_timeout, by result: alive (the upstream answered, so its replies are late because it is busy, and the commands wait on) or dead (no answer: the late connection is closed and its commands fail).",
+			"listener", "result"),
 		RedisPins: f.counterVec("redis", "pins_total",
 			"Dedicated upstream connections taken by clients, by reason: transaction, watch, blocking, pubsub, monitor, client_mode.",
 			"listener", "reason"),
@@ -266,7 +270,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.UpstreamConnectDuration, m.UpstreamConnectFailures, m.UpstreamHealthy,
 		m.TLSHandshakes, m.TLSHandshakeTime,
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
-		m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns,
+		m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns, m.RedisUpstreamProbes,
 		m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
 		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
 		m.PolicyDecisions,

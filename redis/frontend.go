@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +35,12 @@ type Handler struct {
 	sessions map[*session]struct{}
 
 	probeMu sync.Mutex // serialises proving new connection states (enter)
+
+	// The last liveness probe (see upstreamAlive): when, and its answer.
+	liveMu sync.Mutex
+	liveAt time.Time
+	liveOK bool
+
 	mu      sync.Mutex
 	lanes   map[poolKey]*lanes
 	pinned  map[poolKey]*pool.Pool[*lane]

@@ -14,8 +14,9 @@ import (
 var errLaneClosed = errors.New("redis: upstream connection closed")
 
 // errCommandTimeout fails the commands in flight on a connection whose
-// reply did not come within pool.command_timeout (wrapped with the
-// timeout); their outcome is timeout.
+// reply did not come within pool.command_timeout and whose server did not
+// answer a probe either (wrapped with the timeout); their outcome is
+// timeout.
 var errCommandTimeout = errors.New("redis: no reply from upstream")
 
 // lane is one upstream connection. Writes are group-committed by the
@@ -27,10 +28,15 @@ var errCommandTimeout = errors.New("redis: no reply from upstream")
 // order; the order of pending is the order of the bytes in the buffer,
 // since both are appended under one lock.
 //
-// The reply clock: a reply that does not arrive within the timeout of the
+// The reply clock: when a reply does not arrive within the timeout of the
 // oldest command's start (its queueing, or the previous reply, whichever
-// is later) fails every command in flight and closes the lane (its reply
-// stream can no longer be matched to commands). Blocking commands and an
+// is later), the lane asks whether the server is alive (probe: a command
+// on another connection). A server that answers is busy (a long script, a
+// big SORT, a CLIENT PAUSE): the commands will still run, so they wait on,
+// for another timeout before the next probe. One that does not answer is
+// stopped or unreachable: every command in flight fails, saying its fate
+// is unknown, and the lane closes (its reply stream can no longer be
+// matched to commands). Blocking commands and an
 // idle lane wait without limit, and the reader still notices at once when
 // the server closes the connection. The clock is lazy: the connection's
 // read deadline is set only by the reader when it expires (to the oldest
@@ -70,12 +76,18 @@ type lane struct {
 	// hello is the upstream's reply to the HELLO sent when the lane was set up.
 	hello []byte
 
+	// probe reports whether the server answers on another connection
+	// (nil: never asked, a late reply fails the lane).
+	probe func() bool
+
 	onClose func()
 }
 
-// newLane starts driving conn; onClose, if set, runs once when it closes.
-func newLane(conn net.Conn, timeout time.Duration, onClose func()) *lane {
-	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), onClose: onClose}
+// newLane starts driving conn; hello is the server's reply to the setup's
+// HELLO; probe, if set, is asked when a reply is late (see lane.probe);
+// onClose, if set, runs once when the lane closes.
+func newLane(conn net.Conn, timeout time.Duration, hello []byte, probe func() bool, onClose func()) *lane {
+	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), hello: hello, probe: probe, onClose: onClose}
 	if timeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(timeout))
 	}
@@ -241,7 +253,11 @@ func (l *lane) readLoop() {
 				if l.rearm() {
 					continue
 				}
-				err = fmt.Errorf("%w within %s", errCommandTimeout, l.timeout)
+				if l.probe != nil && l.probe() {
+					l.extend()
+					continue
+				}
+				err = fmt.Errorf("%w within %s, nor to a probe on a new connection: the commands in flight may or may not have run", errCommandTimeout, l.timeout)
 			} else {
 				err = fmt.Errorf("redis: upstream: %w", err)
 			}
@@ -307,6 +323,15 @@ func (l *lane) rearm() bool {
 	}
 	l.conn.SetReadDeadline(next)
 	return true
+}
+
+// extend gives the commands in flight another timeout after a probe found
+// the server alive: their replies are late because it is busy.
+func (l *lane) extend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since = time.Now()
+	l.conn.SetReadDeadline(l.since.Add(l.timeout))
 }
 
 // passthrough switches the lane to forwarding every frame to sink (flush is

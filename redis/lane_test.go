@@ -45,7 +45,7 @@ func laneWithServer(t *testing.T, timeout time.Duration, replies <-chan time.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLane(conn, timeout, nil)
+	l := newLane(conn, timeout, nil, nil, nil)
 	t.Cleanup(func() { l.close(nil) })
 	return l
 }

@@ -168,9 +168,56 @@ func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Durati
 	}
 	g := h.env.Metrics.RedisUpstreamConns.WithLabelValues(h.env.Name, kind)
 	g.Inc()
-	l := newLane(conn, timeout, g.Dec)
-	l.hello = hello
-	return l, nil
+	return newLane(conn, timeout, hello, h.upstreamAlive, g.Dec), nil
+}
+
+// probeCommand is a command no Redis has. Redis answers it with "unknown
+// command" as soon as it reads it, before any check that could hold or
+// refuse it: authentication, a running script (-BUSY), loading, CLIENT
+// PAUSE ALL (which postpones even a known command with the wrong arity).
+// So any live server answers it in any state, and it does nothing (Redis
+// counts it in rejected_calls and errorstat_ERR).
+var probeCommand = appendCommand(nil, "OUTRIGGER.PROBE")
+
+// upstreamAlive reports whether the upstream answers a command on a new
+// connection within pool.command_timeout: any reply (an error included)
+// means it is alive. Lanes ask when a reply is late. An answer less than
+// half a timeout old is reused, so the lanes of a busy server share a
+// probe rather than each dialling one.
+func (h *Handler) upstreamAlive() bool {
+	h.liveMu.Lock()
+	defer h.liveMu.Unlock()
+	if !h.liveAt.IsZero() && time.Since(h.liveAt) < h.cfg.Pool.CommandTimeout/2 {
+		return h.liveOK
+	}
+	ok := h.probeUpstream()
+	h.liveAt, h.liveOK = time.Now(), ok
+	if h.env.Metrics != nil {
+		result := "dead"
+		if ok {
+			result = "alive"
+		}
+		h.env.Metrics.RedisUpstreamProbes.WithLabelValues(h.env.Name, result).Inc()
+	}
+	return ok
+}
+
+func (h *Handler) probeUpstream() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Pool.CommandTimeout)
+	defer cancel()
+	conn, _, err := h.up.Dial(ctx)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(probeCommand); err != nil {
+		return false
+	}
+	_, err = NewReplyReader(conn).Next()
+	return err == nil
 }
 
 // upstreamError is an error reply from the upstream during connection setup
