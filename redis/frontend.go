@@ -41,9 +41,9 @@ type Handler struct {
 	liveAt time.Time
 	liveOK bool
 
-	mu      sync.Mutex
-	lanes   map[poolKey]*lanes
-	pinned  map[poolKey]*pool.Pool[*lane]
+	mu     sync.Mutex
+	lanes  map[poolKey]*lanes
+	pinned map[poolKey]*pool.Pool[*lane]
 }
 
 // NewHandler is the sidecar.Builder for redis listeners.
