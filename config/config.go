@@ -287,7 +287,7 @@ type Redis struct {
 	Auth            RedisAuth `koanf:"auth" json:"auth"`
 	// RefuseCommands are answered with an error instead of being forwarded
 	// (names as in COMMAND, subcommands as "client|kill").
-	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[sync, psync, replconf, client|kill]"`
+	RefuseCommands []string `koanf:"refuse_commands" json:"refuse_commands" default:"[sync, psync, replconf]"`
 }
 
 // RedisAuth is client authentication on a Redis listener. Without users,

@@ -1,6 +1,8 @@
 package redis
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -11,10 +13,11 @@ import (
 
 // GET /clients on the admin server asks the handler for its sessions
 // (sidecar.ClientLister). A session's fields belong to its goroutine, so
-// what the admin server reads is a view the session publishes: its state
-// and the start of its last command in atomics (two stores per command),
-// and its user, database and pin reason under a mutex, written only when
-// one of them changed (publish compares after each command).
+// what the admin server (and CLIENT LIST, CLIENT KILL of other sessions)
+// reads is a view the session publishes: its state and its last command
+// and that command's start in atomics (three stores per command), and its
+// user, database, pin reason, name and flags under a mutex, written only
+// when one of them changed (publish compares after each command).
 
 // Session states, as sidecar.ClientInfo.State names them.
 const (
@@ -25,32 +28,59 @@ const (
 
 var viewStates = [...]string{viewIdle: sidecar.ClientIdle, viewActive: sidecar.ClientActive, viewWaiting: sidecar.ClientWaiting}
 
-// sessionView is what GET /clients shows of a session.
+// sessionView is what GET /clients, CLIENT LIST and CLIENT KILL see of a
+// session from other goroutines.
 type sessionView struct {
 	state       atomic.Int32 // viewIdle, viewActive, viewWaiting
 	lastRequest atomic.Int64 // unix nanoseconds of the last command's start; 0: none
+	lastCmd     atomic.Pointer[Command]
 
-	mu     sync.Mutex // guards the fields below, which only the session writes
-	user   string
-	db     int
-	pinned string // the pin reason ("transaction", "pubsub"), "" when not pinned
+	mu  sync.Mutex // guards cur, which only the session writes
+	cur viewFields
+}
+
+// viewFields are the parts of a session's state that change rarely: the
+// session publishes them when they differ from the last published.
+type viewFields struct {
+	user             string
+	db, proto        int
+	pinned           string // the pin reason ("transaction", "pubsub"), "" when not pinned
+	name             string
+	libName, libVer  string
+	noEvict, noTouch bool
 }
 
 // setState records the session's state (one of the view constants).
 func (s *session) setState(st int32) { s.view.state.Store(st) }
 
-// publish updates the view's user, database and pin reason when they
-// changed. Only the session's goroutine calls it, and only it writes those
-// fields, so it reads them without the lock.
+// publish updates the view's fields when they changed. Only the session's
+// goroutine calls it, and only it writes them, so it reads them without
+// the lock.
 func (s *session) publish() {
 	v := &s.view
-	user, db, pin := s.pol.principal.User, s.key.db, s.pinReason
-	if user == v.user && db == v.db && pin == v.pinned {
+	f := s.fieldsNow()
+	if f == v.cur {
 		return
 	}
 	v.mu.Lock()
-	v.user, v.db, v.pinned = user, db, pin
+	v.cur = f
 	v.mu.Unlock()
+}
+
+// fieldsNow is the session's view fields as they are (its goroutine only).
+func (s *session) fieldsNow() viewFields {
+	return viewFields{
+		user: s.pol.principal.User, db: s.key.db, proto: s.key.proto, pinned: s.pinReason,
+		name: s.name, libName: s.libName, libVer: s.libVer,
+		noEvict: s.key.noEvict, noTouch: s.key.noTouch,
+	}
+}
+
+// fields reads the view's fields (from any goroutine).
+func (v *sessionView) fields() viewFields {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.cur
 }
 
 // register adds s to the handler's sessions; forget removes it.
@@ -77,9 +107,8 @@ func (s *session) clientInfo() sidecar.ClientInfo {
 	if ns := v.lastRequest.Load(); ns != 0 {
 		ci.LastRequestAt = time.Unix(0, ns)
 	}
-	v.mu.Lock()
-	ci.User, ci.Database, ci.Pinned = v.user, strconv.Itoa(v.db), v.pinned
-	v.mu.Unlock()
+	f := v.fields()
+	ci.User, ci.Database, ci.Pinned = f.user, strconv.Itoa(f.db), f.pinned
 	return ci
 }
 
@@ -89,17 +118,24 @@ func (s *session) clientInfo() sidecar.ClientInfo {
 // pinned the reason of its dedicated upstream connection (the reason label
 // of outrigger_redis_pins_total).
 func (h *Handler) Clients() []sidecar.ClientInfo {
+	list := h.sessionList()
+	out := make([]sidecar.ClientInfo, 0, len(list))
+	for _, s := range list {
+		out = append(out, s.clientInfo())
+	}
+	return out
+}
+
+// sessionList is the sessions being served, in the order of their ids.
+func (h *Handler) sessionList() []*session {
 	h.sessMu.Lock()
 	list := make([]*session, 0, len(h.sessions))
 	for s := range h.sessions {
 		list = append(list, s)
 	}
 	h.sessMu.Unlock()
-	out := make([]sidecar.ClientInfo, 0, len(list))
-	for _, s := range list {
-		out = append(out, s.clientInfo())
-	}
-	return out
+	slices.SortFunc(list, func(a, b *session) int { return cmp.Compare(a.id, b.id) })
+	return list
 }
 
 var _ sidecar.ClientLister = (*Handler)(nil)

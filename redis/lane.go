@@ -75,6 +75,8 @@ type lane struct {
 
 	// hello is the upstream's reply to the HELLO sent when the lane was set up.
 	hello []byte
+	// upstreamID is the server's client id of this connection (from hello).
+	upstreamID int64
 
 	// probe reports whether the server answers on another connection
 	// (nil: never asked, a late reply fails the lane).
@@ -87,7 +89,7 @@ type lane struct {
 // HELLO; probe, if set, is asked when a reply is late (see lane.probe);
 // onClose, if set, runs once when the lane closes.
 func newLane(conn net.Conn, timeout time.Duration, hello []byte, probe func() bool, onClose func()) *lane {
-	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), hello: hello, probe: probe, onClose: onClose}
+	l := &lane{conn: conn, timeout: timeout, done: make(chan struct{}), hello: hello, upstreamID: helloID(hello), probe: probe, onClose: onClose}
 	if timeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(timeout))
 	}

@@ -97,6 +97,16 @@ type session struct {
 
 	// view is what GET /clients shows of the session (clients.go).
 	view sessionView
+
+	// blockedOn is the pinned connection a blocking command of this
+	// client waits on, for CLIENT UNBLOCK from other clients: it holds
+	// blockMu while it unblocks, and the session takes it to clear
+	// blockedOn before the connection can serve anyone else.
+	blockMu   sync.Mutex
+	blockedOn *lane
+	// killed is set when the client's CLIENT KILL matched itself: the
+	// connection closes after that reply.
+	killed bool
 }
 
 // newSession makes the session of client; identity is its mTLS identity
@@ -481,6 +491,7 @@ func (s *session) sendReleasing(l *lane, raw []byte, sl *slot) {
 var statefulCommands = []string{
 	"quit", "select", "auth", "hello",
 	"client|setname", "client|getname", "client|id", "client|info", "client|setinfo",
+	"client|no-evict", "client|no-touch", "client|kill", "client|unblock", "client|list",
 	"reset", "unsubscribe", "punsubscribe", "sunsubscribe",
 	"subscribe", "psubscribe", "ssubscribe", "monitor", "client|reply", "client|tracking",
 	"multi", "watch", "exec", "discard", "unwatch",
@@ -495,16 +506,16 @@ var statefulCommands = []string{
 // (see outOfBand).
 var outOfBandCommands = []string{"script|kill", "function|kill", "function|stats", "shutdown", "client|unpause"}
 
-// outOfBand runs cmd on a connection of its own, dialled for it in the
+// outOfBand runs raw on a connection of its own, dialled for it in the
 // session's state (user, database, protocol) and closed once it answers.
-func (s *session) outOfBand(cmd Cmd, sl *slot) {
+func (s *session) outOfBand(raw []byte, sl *slot) {
 	l, err := s.h.dialLane(s.ctx, s.key, s.h.cfg.Pool.CommandTimeout, "control")
 	if err != nil {
 		sl.fail(fmt.Errorf("upstream unavailable: %w", err)) // a refusal in the server's words
 		s.enqueue(sl)
 		return
 	}
-	s.send(l, cmd.Raw, sl)
+	s.send(l, raw, sl)
 	l.flush()
 	s.wait(sl)
 	l.close(errControlDone)
@@ -525,6 +536,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 	c := Lookup(cmd.Args)
 	sl := s.newSlot(c)
 	s.view.lastRequest.Store(sl.start.UnixNano())
+	s.view.lastCmd.Store(c)
 	s.startSpan(sl)
 	if s.h.cfg.Auth.Required && !s.authed && !authFree(c) {
 		sl.error("NOAUTH Authentication required.")
@@ -544,6 +556,9 @@ func (s *session) dispatch(cmd Cmd) bool {
 	name := ""
 	if c != nil {
 		name = c.Name
+		if name == "client" && isClientSub(cmd.Args, "no-touch") {
+			name = "client|no-touch" // Redis 7.2 and later
+		}
 		if c.stateful {
 			// It may change what the records of detached commands read
 			// (the user), or answer here: those replies go first.
@@ -579,6 +594,32 @@ func (s *session) dispatch(cmd Cmd) bool {
 	case "client|setname", "client|getname", "client|id", "client|info", "client|setinfo":
 		s.local(sl, s.clientCommand(name, cmd.Args, sl))
 		return true
+	case "client|no-evict", "client|no-touch":
+		s.local(sl, s.clientMode(cmd.Args, sl))
+		return true
+	case "client|kill":
+		if !s.inMulti {
+			s.clientKill(cmd.Args, sl)
+			s.enqueue(sl)
+			if s.killed {
+				s.flush()
+				s.drain()
+				return false
+			}
+			return true
+		}
+	case "client|unblock":
+		if !s.inMulti {
+			if cmd.Raw = s.clientUnblock(cmd.Args, cmd.Raw, sl); cmd.Raw == nil {
+				return true
+			}
+		}
+	case "client|list":
+		if !s.inMulti {
+			s.clientList(cmd.Args, cmd.Raw, sl)
+			s.enqueue(sl)
+			return true
+		}
 	case "reset":
 		s.local(sl, s.reset(sl))
 		return true
@@ -628,7 +669,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 		}
 	}
 	if c != nil && c.outOfBand && !s.inMulti {
-		s.outOfBand(cmd, sl)
+		s.outOfBand(cmd.Raw, sl)
 		return true
 	}
 	if s.pinned != nil {
@@ -640,6 +681,7 @@ func (s *session) dispatch(cmd Cmd) bool {
 			return true
 		}
 		sl.blocking = true
+		s.setBlocked(s.pinned.Conn())
 		s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
 		return true
 	}
@@ -700,6 +742,9 @@ func (s *session) unpin(abandon bool) {
 	}
 	// With abandon unset, callers know the last command on the connection
 	// is answered.
+	if s.blockedOn != nil {
+		s.setBlocked(nil) // waits for a CLIENT UNBLOCK of it to be answered
+	}
 	l := s.pinned.Conn()
 	clean := !abandon && !s.dirty && !s.inMulti && !s.watching && !s.passthrough && l.alive()
 	if clean {
@@ -763,6 +808,7 @@ func (s *session) passthroughCommand(cmd Cmd) bool {
 	sl := s.newSlot(c)
 	defer s.releaseSlot(sl)
 	s.view.lastRequest.Store(sl.start.UnixNano())
+	s.view.lastCmd.Store(c)
 	s.startSpan(sl)
 	if c != nil && s.h.refused[c] {
 		sl.refusal = metrics.OutcomeProxyError
@@ -888,7 +934,9 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 		s.send(s.pinned.Conn(), appendCommand(nil, "SELECT", strconv.Itoa(db)), sl)
 		return true
 	}
-	s.moveTo(poolKey{db: db, user: s.key.user, password: s.key.password, proto: s.key.proto}, sl, redcon.AppendOK)
+	key := s.key
+	key.db = db
+	s.moveTo(key, sl, redcon.AppendOK)
 	return false
 }
 
@@ -1087,7 +1135,7 @@ func (s *session) clientCommand(name string, args [][]byte, sl *slot) bool {
 	case "client|id":
 		sl.answer(func(b []byte) []byte { return redcon.AppendInt(b, s.id) })
 	case "client|info":
-		sl.answer(func(b []byte) []byte { return redcon.AppendBulkString(b, s.info()) })
+		sl.answer(func(b []byte) []byte { return appendVerbatim(b, s.key.proto, s.appendInfo(nil, s.fieldsNow())) })
 	case "client|setinfo":
 		if len(args) != 4 {
 			sl.error("ERR wrong number of arguments for 'client|setinfo' command")
@@ -1105,15 +1153,6 @@ func (s *session) clientCommand(name string, args [][]byte, sl *slot) bool {
 		sl.ok()
 	}
 	return false
-}
-
-func (s *session) info() string {
-	multi := -1
-	if s.inMulti {
-		multi = 0
-	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d multi=%d resp=%d lib-name=%s lib-ver=%s\n",
-		s.id, s.c.RemoteAddr(), s.c.LocalAddr(), s.name, s.key.db, multi, s.key.proto, s.libName, s.libVer)
 }
 
 // unsubscribed answers an UNSUBSCRIBE family command from a client that has

@@ -23,6 +23,9 @@ type poolKey struct {
 	user     string
 	password string
 	proto    int // 2 or 3
+	// CLIENT NO-EVICT on and CLIENT NO-TOUCH on: connection modes that
+	// follow the client the way its database does.
+	noEvict, noTouch bool
 }
 
 // lanes are the shared (multiplexed) upstream connections of one poolKey:
@@ -113,7 +116,8 @@ func (ls *lanes) open() int {
 
 // dialLane connects to the upstream and brings the connection to key's
 // state: HELLO with the protocol version (and AUTH when there is a
-// password), then SELECT for a database other than 0. Upstreams must be
+// password), then SELECT for a database other than 0, and CLIENT NO-EVICT
+// and NO-TOUCH when the key has them. Upstreams must be
 // Redis 6 or newer (HELLO). timeout is the lane's reply timeout (0: none). The upstream's answers are checked: a refused
 // AUTH or SELECT fails the dial with the server's own error.
 func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration, kind string) (*lane, error) {
@@ -134,6 +138,14 @@ func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Durati
 	steps := 1
 	if key.db != 0 {
 		setup = appendCommand(setup, "SELECT", strconv.Itoa(key.db))
+		steps++
+	}
+	if key.noEvict {
+		setup = appendCommand(setup, "CLIENT", "NO-EVICT", "on")
+		steps++
+	}
+	if key.noTouch {
+		setup = appendCommand(setup, "CLIENT", "NO-TOUCH", "on")
 		steps++
 	}
 	var hello []byte
