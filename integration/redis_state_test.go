@@ -71,12 +71,12 @@ func TestRedisConnectionStateSameAsDirect(t *testing.T) {
 		}
 	}
 	convs := map[string][][]string{
-		"auth-switch":       {{"SET", "st:k", "test"}, {"AUTH", "bob", "123"}, {"GET", "st:k"}, {"ACL", "WHOAMI"}, {"PING"}},
-		"auth-switch-resp3": {{"HELLO", "3"}, {"AUTH", "bob", "123"}, {"GET", "st:k"}, {"ACL", "WHOAMI"}, {"PING"}},
-		"hello-auth":        {{"HELLO", "3", "AUTH", "bob", "123"}, {"ACL", "WHOAMI"}, {"HELLO", "2", "AUTH", "default", ""}, {"PING"}},
-		"auth-wrong":        {{"AUTH", "bob", "nope"}, {"ACL", "WHOAMI"}, {"PING"}},
-		// (AUTH to a user whom Redis denies SELECT, from a database other
-		// than 0, is a difference still: see docs/operations.md.)
+		"auth-switch":                  {{"SET", "st:k", "test"}, {"AUTH", "bob", "123"}, {"GET", "st:k"}, {"ACL", "WHOAMI"}, {"PING"}},
+		"auth-switch-resp3":            {{"HELLO", "3"}, {"AUTH", "bob", "123"}, {"GET", "st:k"}, {"ACL", "WHOAMI"}, {"PING"}},
+		"hello-auth":                   {{"HELLO", "3", "AUTH", "bob", "123"}, {"ACL", "WHOAMI"}, {"HELLO", "2", "AUTH", "default", ""}, {"PING"}},
+		"auth-wrong":                   {{"AUTH", "bob", "nope"}, {"ACL", "WHOAMI"}, {"PING"}},
+		"auth-user-without-select":     {{"SELECT", "2"}, {"SET", "st:db2c", "x"}, {"AUTH", "carol", "pw"}, {"GET", "st:db2c"}, {"ACL", "WHOAMI"}, {"SELECT", "2"}, {"SELECT", "0"}, {"GET", "st:db2c"}},
+		"hello-auth-without-select":    {{"SELECT", "4"}, {"SET", "st:db4c", "z"}, {"HELLO", "3", "AUTH", "carol", "pw"}, {"GET", "st:db4c"}, {"ACL", "WHOAMI"}, {"SELECT", "4"}, {"PING"}},
 		"auth-user-with-select":        {{"SELECT", "2"}, {"SET", "st:db2", "x"}, {"AUTH", "bob", "123"}, {"GET", "st:db2"}, {"ACL", "WHOAMI"}},
 		"select-then-reset":            {{"SELECT", "3"}, {"SET", "st:db3", "y"}, {"RESET"}, {"GET", "st:db3"}, {"ACL", "WHOAMI"}},
 		"unsubscribe-not-subscribed":   {{"UNSUBSCRIBE"}, {"PUNSUBSCRIBE"}, {"SUNSUBSCRIBE"}, {"PUBLISH", "ch", "m"}, {"PING"}},

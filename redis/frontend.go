@@ -44,6 +44,9 @@ type Handler struct {
 	mu     sync.Mutex
 	lanes  map[poolKey]*lanes
 	pinned map[poolKey]*pool.Pool[*lane]
+	// via and noSelect serve users whom Redis denies SELECT (dialLane).
+	via      map[poolKey]poolKey
+	noSelect map[credentials]*upstreamError
 }
 
 // NewHandler is the sidecar.Builder for redis listeners.
@@ -75,6 +78,8 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 		sessions:     map[*session]struct{}{},
 		lanes:        map[poolKey]*lanes{},
 		pinned:       map[poolKey]*pool.Pool[*lane]{},
+		via:          map[poolKey]poolKey{},
+		noSelect:     map[credentials]*upstreamError{},
 	}
 	if env.Metrics != nil {
 		env.Metrics.RedisInFlight.Set(env.Name, h, h.inFlight)

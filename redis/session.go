@@ -936,6 +936,10 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 	}
 	key := s.key
 	key.db = db
+	if err := s.h.selectRefusal(key); err != nil {
+		sl.fail(err) // Redis's NOPERM, as it refuses this user's SELECT
+		return false
+	}
 	s.moveTo(key, sl, redcon.AppendOK)
 	return false
 }
@@ -1012,6 +1016,7 @@ func (s *session) auth(args [][]byte, sl *slot) bool {
 		s.send(s.pinned.Conn(), appendAuth(key), sl)
 		return true
 	}
+	s.h.noteVia(key, s.key)
 	if s.moveTo(key, sl, redcon.AppendOK) {
 		s.authed = true
 		s.pol.setUser(user)
@@ -1093,6 +1098,7 @@ func (s *session) hello(args [][]byte, sl *slot) bool {
 		sl.error("ERR HELLO is not allowed while a transaction or WATCH is open")
 		return false
 	}
+	s.h.noteVia(key, s.key)
 	ok := s.moveTo(key, sl, func(b []byte) []byte {
 		l, err := s.h.shared(key).get(s.ctx, s.laneIdx)
 		if err != nil || l.hello == nil {

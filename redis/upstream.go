@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,27 +119,66 @@ func (ls *lanes) open() int {
 // dialLane connects to the upstream and brings the connection to key's
 // state: HELLO with the protocol version (and AUTH when there is a
 // password), then SELECT for a database other than 0, and CLIENT NO-EVICT
-// and NO-TOUCH when the key has them. Upstreams must be
-// Redis 6 or newer (HELLO). timeout is the lane's reply timeout (0: none). The upstream's answers are checked: a refused
-// AUTH or SELECT fails the dial with the server's own error.
+// and NO-TOUCH when the key has them. Upstreams must be Redis 6 or newer
+// (HELLO). timeout is the lane's reply timeout (0: none). The upstream's
+// answers are checked: a refused AUTH or SELECT fails the dial with the
+// server's own error.
+//
+// A user whom Redis denies SELECT may still be in a database other than 0:
+// a client that selected it as another user and then switched users with
+// AUTH or HELLO, as Redis allows. For such a key the connection is set up
+// as the client's connection was: as the user it came from (see noteVia),
+// SELECT, then AUTH as the new user.
 func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Duration, kind string) (*lane, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Upstream.ConnectTimeout+h.cfg.Pool.CommandTimeout)
 	defer cancel()
-	conn, _, err := h.up.Dial(ctx)
+	conn, hello, err := h.dialSetup(ctx, key, nil)
+	var se *selectRefused
+	if errors.As(err, &se) {
+		h.noteSelectRefused(key, se.upstreamError)
+		if via, ok := h.viaFor(key); ok {
+			conn, hello, err = h.dialSetup(ctx, key, &via)
+		}
+	}
 	if err != nil {
 		return nil, err
+	}
+	g := h.env.Metrics.RedisUpstreamConns.WithLabelValues(h.env.Name, kind)
+	g.Inc()
+	return newLane(conn, timeout, hello, h.upstreamAlive, g.Dec), nil
+}
+
+// selectRefused is the server's refusal of the setup's SELECT.
+type selectRefused struct{ *upstreamError }
+
+// dialSetup dials and sends the setup commands of key (see dialLane), as
+// the user of via first when via is set; it returns the connection and the
+// server's reply to HELLO.
+func (h *Handler) dialSetup(ctx context.Context, key poolKey, via *poolKey) (net.Conn, []byte, error) {
+	conn, _, err := h.up.Dial(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	conn = rawio.Wrap(conn)
 	// HELLO sets the protocol, authenticates, and answers with the server's
 	// facts, which the lane keeps for clients that send HELLO themselves.
+	as := key
+	if via != nil {
+		as = *via
+	}
 	args := []string{"HELLO", strconv.Itoa(key.proto)}
-	if key.password != "" {
-		args = append(args, "AUTH", userOrDefault(key.user), key.password)
+	if as.password != "" {
+		args = append(args, "AUTH", userOrDefault(as.user), as.password)
 	}
 	setup := appendCommand(nil, args...)
-	steps := 1
+	steps, selectStep := 1, -1
 	if key.db != 0 {
 		setup = appendCommand(setup, "SELECT", strconv.Itoa(key.db))
+		selectStep = steps
+		steps++
+	}
+	if via != nil {
+		setup = append(setup, appendAuth(key)...)
 		steps++
 	}
 	if key.noEvict {
@@ -148,39 +189,86 @@ func (h *Handler) dialLane(ctx context.Context, key poolKey, timeout time.Durati
 		setup = appendCommand(setup, "CLIENT", "NO-TOUCH", "on")
 		steps++
 	}
-	var hello []byte
-	if steps > 0 {
-		if dl, ok := ctx.Deadline(); ok {
-			conn.SetDeadline(dl)
-		}
-		if _, err := conn.Write(setup); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		rr := NewReplyReader(conn)
-		for i := 0; i < steps; i++ {
-			rep, err := rr.Next()
-			if err != nil {
-				conn.Close()
-				return nil, fmt.Errorf("redis: upstream setup: %w", err)
-			}
-			if rep.IsError() {
-				conn.Close()
-				return nil, &upstreamError{line: string(trimCRLF(rep.Raw[1:]))}
-			}
-			if i == 0 {
-				hello = append([]byte(nil), rep.Raw...)
-			}
-		}
-		if rr.Buffered() > 0 {
-			conn.Close()
-			return nil, errors.New("redis: upstream sent more than the setup replies")
-		}
-		conn.SetDeadline(time.Time{})
+	fail := func(err error) (net.Conn, []byte, error) {
+		conn.Close()
+		return nil, nil, err
 	}
-	g := h.env.Metrics.RedisUpstreamConns.WithLabelValues(h.env.Name, kind)
-	g.Inc()
-	return newLane(conn, timeout, hello, h.upstreamAlive, g.Dec), nil
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(setup); err != nil {
+		return fail(err)
+	}
+	var hello []byte
+	rr := NewReplyReader(conn)
+	for i := range steps {
+		rep, err := rr.Next()
+		if err != nil {
+			return fail(fmt.Errorf("redis: upstream setup: %w", err))
+		}
+		if rep.IsError() {
+			ue := &upstreamError{line: string(trimCRLF(rep.Raw[1:]))}
+			if i == selectStep && strings.HasPrefix(ue.line, "NOPERM") {
+				return fail(&selectRefused{ue})
+			}
+			return fail(ue)
+		}
+		if i == 0 {
+			hello = append([]byte(nil), rep.Raw...)
+		}
+	}
+	if rr.Buffered() > 0 {
+		return fail(errors.New("redis: upstream sent more than the setup replies"))
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, hello, nil
+}
+
+// credentials are a poolKey's user and password.
+type credentials struct{ user, password string }
+
+// noteVia records that a client moved from key from to key to by
+// switching users (AUTH, HELLO AUTH) in a database other than 0, so that a
+// connection of to can be set up through from's user (see dialLane).
+func (h *Handler) noteVia(to, from poolKey) {
+	if to.db == 0 || (to.user == from.user && to.password == from.password) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.via[to]; !ok && len(h.via) < maxPoolKeys {
+		h.via[to] = from
+	}
+}
+
+func (h *Handler) viaFor(key poolKey) (poolKey, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	via, ok := h.via[key]
+	return via, ok
+}
+
+// noteSelectRefused records Redis's refusal of SELECT to key's user.
+func (h *Handler) noteSelectRefused(key poolKey, ue *upstreamError) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := credentials{key.user, key.password}
+	if _, ok := h.noSelect[c]; ok || len(h.noSelect) < maxPoolKeys {
+		h.noSelect[c] = ue
+	}
+}
+
+// selectRefusal is Redis's refusal of SELECT to key's user, once seen
+// (nil before): the client's own SELECT then gets it, even for a database
+// whose connections exist (set up through another user) or need no
+// SELECT (0).
+func (h *Handler) selectRefusal(key poolKey) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ue := h.noSelect[credentials{key.user, key.password}]; ue != nil {
+		return ue
+	}
+	return nil
 }
 
 // probeCommand is a command no Redis has. Redis answers it with "unknown
