@@ -12,7 +12,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/outrigger/outrigger/cmd/outrigger/cli.Version=$(VERSION) \
            -X github.com/outrigger/outrigger/cmd/outrigger/cli.Commit=$(COMMIT)
 
-.PHONY: all build demo test deps vet unit integration fuzz-pg bench bench-quick bench-go clean
+.PHONY: all build demo test deps vet unit integration fuzz-pg bench bench-quick bench-loopgate bench-go clean
 
 all: build
 
@@ -68,6 +68,10 @@ bench: build
 bench-quick: build
 	@scripts/deps.sh bench
 	$(GO) run ./bench/sidebyside -quick -outrigger bin/outrigger -invoked-as 'make bench-quick$(BENCH_AS)' $(BENCH_PROFILE) $(BENCH_FLAGS)
+
+# The event-loop gate: goroutine-per-client relay against gnet loops.
+bench-loopgate:
+	cd bench/loopgate && $(GO) build -o ../../bin/loopgate . && ../../bin/loopgate run
 
 # Go micro-benchmarks (the relay, the classifier, the RESP reader).
 bench-go:
