@@ -12,7 +12,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/outrigger/outrigger/cmd/outrigger/cli.Version=$(VERSION) \
            -X github.com/outrigger/outrigger/cmd/outrigger/cli.Commit=$(COMMIT)
 
-.PHONY: all build demo test deps vet unit integration fuzz-pg bench bench-quick bench-loopgate bench-go clean
+.PHONY: all build demo test deps vet unit integration fuzz-pg fuzz-redis bench bench-quick bench-loopgate bench-go clean
 
 all: build
 
@@ -46,6 +46,10 @@ integration:
 # Outrigger in every pool mode, replies compared byte for byte (make test
 # runs a fixed 2000 of them). PGDIFF_SEED picks another sequence.
 PGDIFF_DURATION ?= 30m
+RDDIFF_DURATION ?= 30m
+fuzz-redis: deps
+	RDDIFF_DURATION=$(RDDIFF_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestRedisDiff$$' -v ./integration/
+
 fuzz-pg: deps
 	PGDIFF_DURATION=$(PGDIFF_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestPGDiff$$' -v ./integration/
 

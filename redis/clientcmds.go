@@ -385,8 +385,7 @@ func (s *session) clientMode(args [][]byte, sl *slot) bool {
 		// Inside MULTI or WATCH: on the pinned connection, which is not
 		// clean afterwards.
 		s.dirty = true
-		s.pinnedKeyChange(key)
-		s.send(s.pinned.Conn(), appendCommand(nil, "CLIENT", strings.ToUpper(name), string(args[2])), sl)
+		s.sendKeyChange(key, nil, appendCommand(nil, "CLIENT", strings.ToUpper(name), string(args[2])), sl)
 		return true
 	}
 	if key == s.key {

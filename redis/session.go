@@ -66,12 +66,13 @@ type session struct {
 	// quiet: drain gives it back once that reply is written.
 	releaseOn *slot
 	dirty     bool // the pinned connection's state changed: close it after
-	// pendingKey is the state SELECT or AUTH queued inside MULTI will give
-	// the client if the transaction runs; execSlot is that EXEC.
-	pendingKey *poolKey
-	// pendingUser is the user AUTH queued inside MULTI will make the
-	// client's policy principal if the transaction runs (with pendingKey).
-	pendingUser *string
+	// pending are the state changes (SELECT, AUTH, HELLO, CLIENT NO-EVICT)
+	// queued inside MULTI: each is the client's if EXEC runs the
+	// transaction and that command's own reply in it is not an error.
+	// multiPos is the position in the transaction of the last command
+	// queued; execSlot is the EXEC.
+	pending     []pendingChange
+	multiPos    int
 	execSlot    *slot
 	passthrough bool
 
@@ -259,15 +260,7 @@ func (s *session) drain() {
 		s.w.Write(reply)
 		s.record(sl, outcome, errReply, len(reply))
 		if sl == s.execSlot {
-			// The queued SELECT or AUTH ran only if EXEC ran the
-			// transaction (not EXECABORT, not a WATCH abort).
-			if b := sl.buf; len(b) > 1 && b[0] == '*' && b[1] != '-' {
-				s.switchKey(*s.pendingKey)
-				if s.pendingUser != nil {
-					s.pol.setUser(*s.pendingUser)
-				}
-			}
-			s.pendingKey, s.pendingUser, s.execSlot = nil, nil, nil
+			s.applyPending(sl.buf)
 		}
 		if sl == s.releaseOn {
 			s.releaseOn = nil
@@ -454,6 +447,9 @@ func (s *session) send(l *lane, raw []byte, sl *slot) {
 		s.settleDirect()
 	}
 	s.cur, s.last = l, sl
+	if s.inMulti && s.pinned != nil && l == s.pinned.Conn() && queues(sl.cmd) {
+		s.multiPos++ // a command queued in the transaction
+	}
 	l.queue(raw, sl) // before enqueue, which may wait for sl
 	s.enqueue(sl)
 }
@@ -475,6 +471,10 @@ func (s *session) settle() {
 	s.settleDirect()
 	if s.releaseOn != nil {
 		s.wait(s.releaseOn)
+		if s.releaseOn == s.execSlot {
+			// The commands after EXEC run in the state it left.
+			s.applyPending(s.execSlot.buf)
+		}
 		s.releaseOn = nil
 		s.unpin(false)
 	}
@@ -565,6 +565,11 @@ func (s *session) dispatch(cmd Cmd) bool {
 			s.settleDirect()
 		}
 	}
+	if (s.inMulti || (s.pinned != nil && name == "hello")) && queuedInMulti(name) {
+		// (HELLO under WATCH runs on the watching connection at once.)
+		s.queueInMulti(name, cmd, sl)
+		return true
+	}
 	switch name {
 	case "quit":
 		s.settle()
@@ -638,6 +643,9 @@ func (s *session) dispatch(cmd Cmd) bool {
 		if s.pinned == nil && !s.pin(pinTransaction, sl) {
 			return true
 		}
+		if !s.inMulti { // (a nested MULTI is refused, not queued)
+			s.multiPos = -1 // MULTI itself is not in the transaction
+		}
 		s.inMulti = true
 	case "watch":
 		if s.pinned == nil && !s.pin(pinWatch, sl) {
@@ -649,13 +657,15 @@ func (s *session) dispatch(cmd Cmd) bool {
 			s.abortTransaction(name, sl)
 			return true
 		}
-		if s.pinned != nil {
+		if s.pinned != nil && s.inMulti {
 			// EXEC and DISCARD end the transaction and unwatch all keys,
 			// whatever their answer: the connection is clean after.
-			if name == "exec" && s.pendingKey != nil {
+			// (Without MULTI, under WATCH alone, Redis refuses them and the
+			// keys stay watched: they go to the connection as any command.)
+			if name == "exec" && len(s.pending) > 0 {
 				s.execSlot = sl
 			} else {
-				s.pendingKey = nil
+				s.pending = nil
 			}
 			s.inMulti, s.watching = false, false
 			s.sendReleasing(s.pinned.Conn(), cmd.Raw, sl)
@@ -702,6 +712,46 @@ func (s *session) dispatch(cmd Cmd) bool {
 	}
 	s.send(l, cmd.Raw, sl)
 	return true
+}
+
+// queuedInMulti says which of the commands the session answers itself
+// Redis queues inside MULTI, to run at EXEC.
+func queuedInMulti(name string) bool {
+	switch name {
+	case "hello", "client|setname", "client|getname", "client|id", "client|info", "client|setinfo",
+		"unsubscribe", "punsubscribe", "sunsubscribe":
+		return true
+	}
+	return false
+}
+
+// queueInMulti sends such a command to the transaction's connection, as
+// Redis queues it; the state it changes (protocol, user, name) is the
+// client's from then on, as with SELECT and AUTH inside MULTI.
+func (s *session) queueInMulti(name string, cmd Cmd, sl *slot) {
+	switch name {
+	case "hello":
+		s.dirty = true
+		if key, hname, user, authed, bad := s.parseHello(s.keyAfterPinned(), cmd.Args); bad == "" {
+			var u *string
+			if authed {
+				u = &user
+				s.authed = true
+			}
+			s.sendChange(pendingChange{after: key, user: u, name: &hname}, cmd.Raw, sl)
+			return
+		}
+	case "client|setname":
+		s.dirty = true
+		if len(cmd.Args) == 3 && !bytes.ContainsAny(cmd.Args[2], " \n") {
+			name := string(cmd.Args[2])
+			s.sendChange(pendingChange{after: s.keyAfterPinned(), name: &name}, cmd.Raw, sl)
+			return
+		}
+	case "client|setinfo":
+		s.dirty = true
+	}
+	s.send(s.pinned.Conn(), cmd.Raw, sl)
 }
 
 // local finishes a command the session handled: sent is true when the
@@ -754,7 +804,7 @@ func (s *session) unpin(abandon bool) {
 	}
 	s.pinned, s.pinReason = nil, ""
 	s.inMulti, s.watching, s.dirty, s.releaseOn = false, false, false, nil
-	s.pendingKey, s.pendingUser, s.execSlot = nil, nil, nil
+	s.pending, s.execSlot = nil, nil
 	s.multiRefused = false
 }
 
@@ -908,7 +958,7 @@ func (s *session) abortTransaction(name string, sl *slot) {
 	if name == "exec" {
 		sl.replace = execAbort
 	}
-	s.pendingKey, s.pendingUser = nil, nil
+	s.pending = nil
 	s.inMulti, s.watching, s.multiRefused = false, false, false
 	s.sendReleasing(s.pinned.Conn(), discardCommand, sl)
 }
@@ -930,8 +980,7 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 		s.dirty = true
 		key := s.keyAfterPinned()
 		key.db = db
-		s.pinnedKeyChange(key)
-		s.send(s.pinned.Conn(), appendCommand(nil, "SELECT", strconv.Itoa(db)), sl)
+		s.sendKeyChange(key, nil, appendCommand(nil, "SELECT", strconv.Itoa(db)), sl)
 		return true
 	}
 	key := s.key
@@ -947,21 +996,120 @@ func (s *session) selectDB(args [][]byte, sl *slot) bool {
 // keyAfterPinned is the state the client will be in once the commands
 // sent on its pinned connection so far have run.
 func (s *session) keyAfterPinned() poolKey {
-	if s.pendingKey != nil {
-		return *s.pendingKey
+	if n := len(s.pending); n > 0 {
+		return s.pending[n-1].after
 	}
 	return s.key
 }
 
-// pinnedKeyChange records a SELECT or AUTH sent on the pinned connection:
-// inside MULTI it is only queued (see execSlot); under WATCH alone it runs
-// now.
-func (s *session) pinnedKeyChange(key poolKey) {
+// sendKeyChange sends raw, a command that moves the client to key (SELECT,
+// AUTH, HELLO, CLIENT NO-EVICT) and, with user set, makes that user its
+// principal, on the pinned connection. Inside MULTI it is only queued:
+// the change is the client's if the transaction runs it without error
+// (see applyPending). Under WATCH alone it runs now, and the change is
+// the client's once the server has accepted it.
+func (s *session) sendKeyChange(key poolKey, user *string, raw []byte, sl *slot) {
+	s.sendChange(pendingChange{after: key, user: user}, raw, sl)
+}
+
+// sendChange is sendKeyChange for a change c (its after state, user and
+// name; its position and before state are filled in here).
+func (s *session) sendChange(c pendingChange, raw []byte, sl *slot) {
+	c.pos, c.before = s.multiPos+1, s.keyAfterPinned()
 	if s.inMulti {
-		s.pendingKey = &key
+		s.pending = append(s.pending, c)
+		s.send(s.pinned.Conn(), raw, sl)
 		return
 	}
-	s.switchKey(key)
+	s.send(s.pinned.Conn(), raw, sl)
+	s.flush()
+	s.wait(sl)
+	if sl.err != nil || isErrorReply(sl.buf) {
+		return
+	}
+	if key := c.apply(s.key); key != s.key {
+		s.switchKey(key)
+	}
+	c.applyRest(s)
+}
+
+// applyRest gives the client the user and name of c.
+func (c pendingChange) applyRest(s *session) {
+	if c.user != nil {
+		s.pol.setUser(*c.user)
+	}
+	if c.name != nil {
+		s.name = *c.name
+	}
+}
+
+// queues reports whether Redis queues c inside MULTI: all but MULTI and
+// WATCH, which it refuses there at once without aborting the transaction
+// (a command refused at queueing for its arity or name aborts it, so its
+// place does not matter).
+func queues(c *Command) bool {
+	return c == nil || (c.Name != "multi" && c.Name != "watch")
+}
+
+// pendingChange is a state change queued inside MULTI: the state before
+// and after it, at its position in the transaction, and the user it makes
+// the client's policy principal (AUTH, HELLO AUTH).
+type pendingChange struct {
+	pos           int
+	before, after poolKey
+	user, name    *string
+}
+
+// applyPending gives the client the state changes its transaction made,
+// once EXEC's reply is in: none when EXEC did not run it (EXECABORT, a
+// WATCH abort), and only those whose own replies in it are not errors
+// (SELECT 99 fails inside a transaction that runs).
+func (s *session) applyPending(exec []byte) {
+	defer func() { s.pending, s.execSlot = nil, nil }()
+	eol := bytes.IndexByte(exec, '\n')
+	if len(exec) < 2 || exec[0] != '*' || exec[1] == '-' || eol < 0 {
+		return
+	}
+	var failed []bool
+	rr := NewReplyReader(bytes.NewReader(exec[eol+1:]))
+	for {
+		rep, err := rr.Next()
+		if err != nil {
+			break
+		}
+		failed = append(failed, rep.IsError())
+	}
+	key := s.key
+	for _, c := range s.pending {
+		if c.pos < 0 || c.pos >= len(failed) || failed[c.pos] {
+			continue
+		}
+		key = c.apply(key)
+		c.applyRest(s)
+	}
+	if key != s.key {
+		s.switchKey(key)
+	}
+}
+
+// apply makes on key the change c made on the state before it.
+func (c pendingChange) apply(key poolKey) poolKey {
+	if c.after.db != c.before.db {
+		key.db = c.after.db
+	}
+	if c.after.user != c.before.user || c.after.password != c.before.password {
+		key.user, key.password = c.after.user, c.after.password
+	}
+	if c.after.proto != c.before.proto {
+		key.proto = c.after.proto
+	}
+	if c.after.noEvict != c.before.noEvict {
+		key.noEvict = c.after.noEvict
+	}
+	if c.after.noTouch != c.before.noTouch {
+		key.noTouch = c.after.noTouch
+	}
+	return key
 }
 
 // switchKey moves the client to key's shared connections (the server has
@@ -1006,14 +1154,8 @@ func (s *session) auth(args [][]byte, sl *slot) bool {
 	if s.pinned != nil {
 		s.dirty = true
 		key.db = s.keyAfterPinned().db
-		s.pinnedKeyChange(key)
-		if s.inMulti {
-			s.pendingUser = &user
-		} else {
-			s.pol.setUser(user)
-		}
 		s.authed = true
-		s.send(s.pinned.Conn(), appendAuth(key), sl)
+		s.sendKeyChange(key, &user, appendAuth(key), sl)
 		return true
 	}
 	s.h.noteVia(key, s.key)
@@ -1051,51 +1193,53 @@ func appendAuth(k poolKey) []byte {
 	return appendCommand(nil, "AUTH", k.user, k.password)
 }
 
+// parseHello reads HELLO's arguments: the state they move a client in
+// key to, its name, the user HELLO AUTH authenticates (authed set), or
+// the error line Redis gives for them.
+func (s *session) parseHello(key poolKey, args [][]byte) (_ poolKey, name, user string, authed bool, bad string) {
+	name = s.name
+	if len(args) < 2 {
+		return key, name, "", false, ""
+	}
+	v, err := strconv.Atoi(string(args[1]))
+	if err != nil {
+		return key, name, "", false, "ERR Protocol version is not an integer or out of range"
+	}
+	if v != 2 && v != 3 {
+		return key, name, "", false, "NOPROTO unsupported protocol version"
+	}
+	key.proto = v
+	for i := 2; i < len(args); i++ {
+		switch {
+		case equalFold(args[i], "auth") && i+2 < len(args):
+			key.user, key.password = string(args[i+1]), string(args[i+2])
+			user = key.user
+			if !s.h.mapUser(&key) {
+				return key, name, "", false, wrongPass
+			}
+			authed = true
+			i += 2
+		case equalFold(args[i], "setname") && i+1 < len(args):
+			name = string(args[i+1])
+			i++
+		default:
+			return key, name, "", false, fmt.Sprintf("ERR Syntax error in HELLO option '%s'", args[i])
+		}
+	}
+	return key, name, user, authed, ""
+}
+
 // hello answers HELLO [protover [AUTH user pass] [SETNAME name]] with the
 // upstream's own HELLO reply for that protocol, after moving the client to
 // a pool of that protocol (and user).
 func (s *session) hello(args [][]byte, sl *slot) bool {
-	key := s.key
-	name := s.name
-	authed := false
-	user := "" // the name HELLO AUTH authenticates with
-	if len(args) >= 2 {
-		v, err := strconv.Atoi(string(args[1]))
-		if err != nil {
-			sl.error("ERR Protocol version is not an integer or out of range")
-			return false
-		}
-		if v != 2 && v != 3 {
-			sl.error("NOPROTO unsupported protocol version")
-			return false
-		}
-		key.proto = v
-		for i := 2; i < len(args); i++ {
-			switch {
-			case equalFold(args[i], "auth") && i+2 < len(args):
-				key.user, key.password = string(args[i+1]), string(args[i+2])
-				user = key.user
-				if !s.h.mapUser(&key) {
-					sl.error(wrongPass)
-					return false
-				}
-				authed = true
-				i += 2
-			case equalFold(args[i], "setname") && i+1 < len(args):
-				name = string(args[i+1])
-				i++
-			default:
-				sl.error(fmt.Sprintf("ERR Syntax error in HELLO option '%s'", args[i]))
-				return false
-			}
-		}
+	key, name, user, authed, bad := s.parseHello(s.key, args)
+	if bad != "" {
+		sl.error(bad)
+		return false
 	}
 	if s.h.cfg.Auth.Required && !s.authed && !authed {
 		sl.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
-		return false
-	}
-	if s.pinned != nil {
-		sl.error("ERR HELLO is not allowed while a transaction or WATCH is open")
 		return false
 	}
 	s.h.noteVia(key, s.key)
@@ -1134,7 +1278,7 @@ func (s *session) clientCommand(name string, args [][]byte, sl *slot) bool {
 	case "client|getname":
 		sl.answer(func(b []byte) []byte {
 			if s.name == "" {
-				return redcon.AppendNull(b)
+				return appendNull(b, s.key.proto)
 			}
 			return redcon.AppendBulkString(b, s.name)
 		})
@@ -1173,12 +1317,9 @@ func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
 				b = redcon.AppendArray(b, 3)
 			}
 			b = redcon.AppendBulkString(b, kind)
-			switch {
-			case ch == nil && s.key.proto == 3:
-				b = append(b, "_\r\n"...) // RESP3's null
-			case ch == nil:
-				b = redcon.AppendNull(b)
-			default:
+			if ch == nil {
+				b = appendNull(b, s.key.proto)
+			} else {
 				b = redcon.AppendBulk(b, ch)
 			}
 			return redcon.AppendInt(b, 0)
@@ -1192,6 +1333,15 @@ func (s *session) unsubscribed(kind string, args [][]byte, sl *slot) bool {
 		return b
 	})
 	return false
+}
+
+// appendNull appends the null reply of the protocol: RESP3's own, or
+// RESP2's null bulk string.
+func appendNull(b []byte, proto int) []byte {
+	if proto == 3 {
+		return append(b, "_\r\n"...)
+	}
+	return redcon.AppendNull(b)
 }
 
 // reset answers RESET: back to a fresh connection's state.
