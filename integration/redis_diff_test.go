@@ -137,7 +137,9 @@ func genRedisConversation(rng *rand.Rand) redisConv {
 		func() []string { return []string{"PING", val()} },
 		func() []string { return []string{"ECHO", val()} },
 		func() []string { return []string{"SET", key(), val()} },
-		func() []string { return []string{"SET", key(), val(), []string{"NX", "XX", "GET", "EX", "PX"}[rng.IntN(5)]} },
+		func() []string {
+			return []string{"SET", key(), val(), []string{"NX", "XX", "GET", "EX", "PX"}[rng.IntN(5)]}
+		},
 		func() []string { return []string{"SET", key(), val(), "EX", "1000", "GET"} },
 		func() []string { return []string{"GET", key()} },
 		func() []string { return []string{"GETDEL", key()} },
@@ -182,7 +184,9 @@ func genRedisConversation(rng *rand.Rand) redisConv {
 		// (CLIENT ID is TestRedisClientIDs's: queued inside MULTI it
 		// answers the server's id, a documented difference.)
 		func() []string { return []string{"EVAL", "return redis.call('GET', KEYS[1])", "1", key()} },
-		func() []string { return []string{"EVAL", "return {1, 'two', {3, false}, redis.status_reply('OK')}", "0"} },
+		func() []string {
+			return []string{"EVAL", "return {1, 'two', {3, false}, redis.status_reply('OK')}", "0"}
+		},
 		func() []string { return []string{"EVAL", "return redis.error_reply('MYERR custom')", "0"} },
 		func() []string { return []string{"EVAL", "return 3.99", "0"} },
 		func() []string { return []string{"EVAL", "syntax error here", "0"} },
