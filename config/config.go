@@ -253,6 +253,24 @@ type PGPool struct {
 type PGAuth struct {
 	Method string   `koanf:"method" json:"method" default:"scram-sha-256"` // trust | md5 | scram-sha-256 | cert
 	Users  []PGUser `koanf:"users" json:"users,omitempty"`
+	// AuthUser, when set, has Outrigger learn users that are not in Users
+	// from the database: it runs AuthQuery as this user (with AuthPassword)
+	// and checks the client against the verifier the query returns, then
+	// logs in upstream with the client's own SCRAM proof (or md5 hash).
+	AuthUser         string `koanf:"auth_user" json:"auth_user,omitempty"`
+	AuthPassword     Secret `koanf:"auth_password" json:"auth_password,omitempty"`
+	AuthPasswordFile string `koanf:"auth_password_file" json:"auth_password_file,omitempty"`
+	// AuthQuery takes the user name as $1 and returns (name, password
+	// verifier); NULL or no row means no such user.
+	AuthQuery string `koanf:"auth_query" json:"auth_query" default:"SELECT usename, passwd FROM pg_shadow WHERE usename=$1"`
+	// AuthDatabase is the database AuthQuery runs in ("": the one the
+	// client asked for).
+	AuthDatabase string `koanf:"auth_database" json:"auth_database,omitempty"`
+	// AuthCacheTTL is how long a query's answer (a verifier, or that the
+	// user does not exist) is used before the query runs again.
+	AuthCacheTTL time.Duration `koanf:"auth_cache_ttl" json:"auth_cache_ttl" default:"30s"`
+	// AuthPoolSize bounds the connections AuthQuery runs on, per database.
+	AuthPoolSize int `koanf:"auth_pool_size" json:"auth_pool_size" default:"2"`
 }
 
 // PGUser is a database user that clients may log in as.

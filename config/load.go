@@ -418,6 +418,7 @@ func (c *Config) resolve(base string, environ []string) []error {
 	for i := range c.Postgres {
 		pg := &c.Postgres[i]
 		upstream(&pg.Upstream)
+		secret(fmt.Sprintf("postgres[%d].auth.auth_password", i), &pg.Auth.AuthPassword, &pg.Auth.AuthPasswordFile)
 		for j := range pg.Auth.Users {
 			u := &pg.Auth.Users[j]
 			key := fmt.Sprintf("postgres[%d].auth.users[%d]", i, j)

@@ -110,6 +110,20 @@ func (c *Config) Validate() error {
 		if s.Auth.Method == "cert" && s.TLS == "" {
 			v.add(key+".auth.method", "cert needs a client-facing tls profile with client_auth: require")
 		}
+		if s.Auth.AuthUser != "" {
+			switch s.Auth.Method {
+			case "md5", "scram-sha-256":
+			default:
+				v.add(key+".auth.auth_user", "auth_query needs auth.method md5 or scram-sha-256 (it checks passwords)")
+			}
+			if !strings.Contains(s.Auth.AuthQuery, "$1") {
+				v.add(key+".auth.auth_query", "must take the user name as the parameter $1")
+			}
+			v.positive(key+".auth.auth_cache_ttl", s.Auth.AuthCacheTTL)
+			if s.Auth.AuthPoolSize <= 0 {
+				v.add(key+".auth.auth_pool_size", "must be > 0")
+			}
+		}
 		seen := map[string]bool{}
 		for j, u := range s.Auth.Users {
 			ukey := fmt.Sprintf("%s.auth.users[%d]", key, j)

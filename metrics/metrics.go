@@ -86,6 +86,7 @@ type Metrics struct {
 	PGPrepared            *prometheus.CounterVec
 	PGCancels             *prometheus.CounterVec
 	PGUpstreamErrors      *prometheus.CounterVec
+	PGAuthQueries         *prometheus.CounterVec
 
 	// Connection pools of any frontend.
 	PoolAcquireWait *prometheus.HistogramVec
@@ -211,6 +212,9 @@ func New(info BuildInfo) *Metrics {
 		PGUpstreamErrors: f.counterVec("pg", "upstream_errors_total",
 			"Server connection failures by class: connect, auth, lost (closed or broken while in use), reset (cleanup failed).",
 			"listener", "class"),
+		PGAuthQueries: f.counterVec("pg", "auth_queries_total",
+			"Logins of users not in auth.users, by how auth_query answered: found (a verifier), missing (no such user, or a NULL password), error (the query or the auth_user login failed; the client got a FATAL), cached (answered from auth_cache_ttl's cache).",
+			"listener", "result"),
 
 		PoolAcquireWait: f.histogramVec("pool", "acquire_wait_seconds",
 			"Time a client waited in a pool's queue for a connection.", LatencyBuckets, "listener", "pool"),
@@ -272,7 +276,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
 		m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns, m.RedisUpstreamProbes,
 		m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
-		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PoolAcquireWait,
+		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PGAuthQueries, m.PoolAcquireWait,
 		m.PolicyDecisions,
 	} {
 		v.DeletePartialMatch(l)
