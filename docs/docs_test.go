@@ -231,7 +231,7 @@ func loadExample(t *testing.T, b block) *config.Config {
 			t.Fatal(err)
 		}
 		content := ""
-		if f.key == "password_file" || f.key == "upstream_password_file" {
+		if f.key == "password_file" || f.key == "upstream_password_file" || f.key == "auth_password_file" {
 			content = fileSecret + "\n"
 		}
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -274,7 +274,7 @@ func namedFiles(v any) []namedFile {
 		for k, x := range v {
 			if s, ok := x.(string); ok && s != "" {
 				switch k {
-				case "cert", "key", "ca", "password_file", "upstream_password_file":
+				case "cert", "key", "ca", "password_file", "upstream_password_file", "auth_password_file":
 					out = append(out, namedFile{k, s})
 				}
 				continue

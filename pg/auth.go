@@ -20,8 +20,11 @@ import (
 // user is one of the listener's configured users, with what its client
 // login is checked against and what it logs in upstream as.
 type user struct {
-	name       string
-	password   string
+	name     string
+	password string
+	// md5 is the md5 hash auth_query gave for the user (who then has no
+	// password here).
+	md5        string
 	scram      scram.StoredCredentials
 	principals []string
 	upstream   upstreamCreds
@@ -44,19 +47,28 @@ func buildUsers(a config.PGAuth) (map[string]*user, error) {
 			x.upstream.password = pw
 		}
 		if a.Method == "scram-sha-256" {
-			salt := make([]byte, 16)
-			if _, err := rand.Read(salt); err != nil {
-				return nil, err
-			}
-			client, err := scram.SHA256.NewClient(u.Name, pw, "")
-			if err != nil {
+			var err error
+			if x.scram, err = scramCreds(u.Name, pw); err != nil {
 				return nil, fmt.Errorf("auth.users %s: %w", u.Name, err)
 			}
-			x.scram = client.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: scramIterations})
 		}
 		out[u.Name] = x
 	}
 	return out, nil
+}
+
+// scramCreds derives a SCRAM-SHA-256 verifier for a plaintext password,
+// with a fresh salt.
+func scramCreds(name, password string) (scram.StoredCredentials, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return scram.StoredCredentials{}, err
+	}
+	client, err := scram.SHA256.NewClient(name, password, "")
+	if err != nil {
+		return scram.StoredCredentials{}, err
+	}
+	return client.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: scramIterations}), nil
 }
 
 // authenticate runs the login exchange for the user the client named and
@@ -66,11 +78,17 @@ func (s *session) authenticate(name, principal string) (upstreamCreds, error) {
 	h := s.h
 	u := h.users[name]
 	method := h.cfg.Auth.Method
-	if u == nil && (method != "trust" || len(h.users) > 0) {
+	if u == nil && h.auth != nil {
+		var err error
+		if u, err = h.auth.user(s.ctx, s.db, name); err != nil {
+			return upstreamCreds{}, err
+		}
+	}
+	if u == nil && (method != "trust" || len(h.users) > 0 || h.auth != nil) {
 		// Without a matching user the exchange still runs for password
 		// methods, so a client cannot tell unknown users from bad passwords.
 		if method == "md5" || method == "scram-sha-256" {
-			_ = s.passwordExchange(method, h.mockUser(name))
+			_, _ = s.passwordExchange(method, h.mockUser(name))
 			return upstreamCreds{}, fatalf(codeInvalidPassword, "password authentication failed for user %q", name)
 		}
 		return upstreamCreds{}, fatalf(codeInvalidAuthorization, "no such user %q on this listener", name)
@@ -88,9 +106,16 @@ func (s *session) authenticate(name, principal string) (upstreamCreds, error) {
 			return upstreamCreds{}, fatalf(codeInvalidAuthorization, "certificate identity %q may not log in as user %q", principal, name)
 		}
 	default:
-		if err := s.passwordExchange(method, u); err != nil {
+		clientKey, err := s.passwordExchange(method, u)
+		if err != nil {
 			return upstreamCreds{}, err
 		}
+		if k := u.upstream.pass; k != nil {
+			// The proof the client just gave logs in upstream for it.
+			k.hold(clientKey, u.scram.ServerKey, u.md5)
+			s.passHeld = k
+		}
+		clear(clientKey)
 	}
 	return u.upstream, nil
 }
@@ -123,65 +148,92 @@ func (h *Handler) mockUser(name string) *user {
 
 var errAuthFailed = errors.New("pg: authentication failed")
 
-// passwordExchange runs md5 or SCRAM-SHA-256 with the client.
-func (s *session) passwordExchange(method string, u *user) error {
+// passwordExchange runs md5 or SCRAM-SHA-256 with the client. After a
+// SCRAM login it returns the ClientKey the client proved.
+func (s *session) passwordExchange(method string, u *user) ([]byte, error) {
 	fail := fatalf(codeInvalidPassword, "password authentication failed for user %q", u.name)
 	fail.Err = errAuthFailed
-	if method == "md5" {
+	if method == "md5" && (u.password != "" || u.md5 != "") {
 		var salt [4]byte
 		_, _ = rand.Read(salt[:])
 		if err := s.sendStartup(&pgproto3.AuthenticationMD5Password{Salt: salt}); err != nil {
-			return err
+			return nil, err
 		}
 		m, err := s.readAuth('p')
 		if err != nil {
-			return err
+			return nil, err
 		}
 		got, _, ok := cstring(m.Body)
 		if !ok {
-			return &ProtocolError{Msg: "malformed password message"}
+			return nil, &ProtocolError{Msg: "malformed password message"}
 		}
-		if subtle.ConstantTimeCompare(got, []byte(md5Password(u.name, u.password, salt))) != 1 {
-			return fail
+		var want string
+		if u.password != "" {
+			want = md5Password(u.name, u.password, salt)
+		} else {
+			want = md5FromHash(u.md5, salt)
 		}
-		return nil
+		if subtle.ConstantTimeCompare(got, []byte(want)) != 1 {
+			return nil, fail
+		}
+		return nil, nil
 	}
-
-	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return u.scram, nil })
+	// SCRAM: asked for, or (as Postgres does under md5) the only verifier
+	// there is. A user with only an md5 hash cannot answer SCRAM: the
+	// exchange runs with stand-in credentials and fails.
+	creds := u.scram
+	if creds.StoredKey == nil {
+		creds = s.h.mockUser(u.name).scram
+	}
+	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return creds, nil })
 	if err != nil {
-		return err
+		return nil, err
 	}
 	conv := srv.NewConversation()
 	if err := s.sendStartup(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
-		return err
+		return nil, err
 	}
 	m, err := s.readAuth('p')
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var init pgproto3.SASLInitialResponse
 	if err := init.Decode(m.Body); err != nil {
-		return &ProtocolError{Msg: "malformed SASLInitialResponse"}
+		return nil, &ProtocolError{Msg: "malformed SASLInitialResponse"}
 	}
 	if init.AuthMechanism != "SCRAM-SHA-256" {
-		return fatalf(codeProtocolViolation, "unsupported SASL mechanism %q", init.AuthMechanism)
+		return nil, fatalf(codeProtocolViolation, "unsupported SASL mechanism %q", init.AuthMechanism)
 	}
-	first, err := conv.Step(string(init.Data))
+	clientFirst := string(init.Data)
+	if _, err := clientFirstBare(clientFirst); err != nil {
+		return nil, fatalf(codeProtocolViolation, "malformed SCRAM message")
+	}
+	first, err := conv.Step(clientFirst)
 	if err != nil {
-		return fail
+		return nil, fail
 	}
 	if err := s.sendStartup(&pgproto3.AuthenticationSASLContinue{Data: []byte(first)}); err != nil {
-		return err
+		return nil, err
 	}
 	m, err = s.readAuth('p')
 	if err != nil {
-		return err
+		return nil, err
 	}
-	final, err := conv.Step(string(m.Body))
-	if err != nil || !conv.Valid() {
-		return fail
+	clientFinal := string(m.Body)
+	if _, _, err := splitProof(clientFinal); err != nil {
+		return nil, fatalf(codeProtocolViolation, "malformed SCRAM message")
 	}
-	return s.sendStartup(&pgproto3.AuthenticationSASLFinal{Data: []byte(final)})
+	final, err := conv.Step(clientFinal)
+	if err != nil || !conv.Valid() || u.scram.StoredKey == nil {
+		return nil, fail
+	}
+	var key []byte
+	if u.upstream.pass != nil {
+		if key, err = clientKeyOf(creds.StoredKey, clientFirst, first, clientFinal); err != nil {
+			return nil, fail
+		}
+	}
+	return key, s.sendStartup(&pgproto3.AuthenticationSASLFinal{Data: []byte(final)})
 }
 
 // md5Password is what an md5 client sends: "md5" + md5(md5(password +

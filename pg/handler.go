@@ -28,6 +28,9 @@ type poolKey struct {
 // upstreamCreds are what Outrigger logs in to Postgres with.
 type upstreamCreds struct {
 	user, password string
+	// pass, for a user learned with auth_query, holds the key its clients
+	// proved, which the login upstream uses instead of a password.
+	pass *passKey
 }
 
 // maxPools bounds the (database, user) pools of one listener. A pool is
@@ -45,6 +48,7 @@ type Handler struct {
 	connCfg *pgconn.Config
 	mode    poolMode
 	users   map[string]*user
+	auth    *authSource // nil without auth.auth_user
 	classes *classify.Cache
 	norm    *classify.Normalizer // access log and span statements
 	m       *handlerMetrics
@@ -119,6 +123,9 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 	_, _ = rand.Read(h.mockSecret[:])
 	if h.users, err = buildUsers(cfg.Auth); err != nil {
 		return nil, err
+	}
+	if cfg.Auth.AuthUser != "" {
+		h.auth = newAuthSource(h)
 	}
 	return h, nil
 }
@@ -323,6 +330,9 @@ func (h *Handler) Close() error {
 	for _, sp := range pools {
 		sp.p.Close()
 		h.m.forgetPool(sp)
+	}
+	if h.auth != nil {
+		h.auth.close()
 	}
 	return nil
 }

@@ -74,31 +74,44 @@ func (s *server) String() string { return fmt.Sprintf("server pid %d at %s", s.p
 // dialServer connects and authenticates a server connection for key, on
 // the first upstream address that answers.
 func (h *Handler) dialServer(ctx context.Context, key poolKey, creds upstreamCreds) (*server, error) {
+	var s *server
+	err := h.eachAddr(ctx, func(a *sidecar.UpstreamAddr) (err error) {
+		s, err = h.dialAddr(ctx, a, key, creds)
+		return err
+	})
+	return s, err
+}
+
+// eachAddr calls dial with upstream addresses until one answers: dial
+// succeeds, or fails with the server's own error (another address would
+// say the same).
+func (h *Handler) eachAddr(ctx context.Context, dial func(*sidecar.UpstreamAddr) error) error {
 	skip := map[*sidecar.UpstreamAddr]bool{}
 	var errs []error
 	for {
 		a := h.up.Pick(skip)
 		if a == nil {
-			return nil, errors.Join(append([]error{sidecar.ErrNoUpstream}, errs...)...)
+			return errors.Join(append([]error{sidecar.ErrNoUpstream}, errs...)...)
 		}
-		s, err := h.dialAddr(ctx, a, key, creds)
+		err := dial(a)
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) || ctx.Err() != nil {
-			return nil, err // the server answered: another address will say the same
+			return err
 		}
 		errs = append(errs, err)
 		skip[a] = true
 	}
 }
 
-func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poolKey, creds upstreamCreds) (*server, error) {
+// pgConfig is pgconn's configuration for a login at a.
+func (h *Handler) pgConfig(a *sidecar.UpstreamAddr, user, password, database string) *pgconn.Config {
 	cfg := h.connCfg.Copy()
-	cfg.User = creds.user
-	cfg.Password = creds.password
-	cfg.Database = key.database
+	cfg.User = user
+	cfg.Password = password
+	cfg.Database = database
 	cfg.TLSConfig = h.up.TLSConfig(a)
 	// Errors name the address dialed (the dial itself ignores these).
 	if host, port, err := net.SplitHostPort(a.Address); err == nil {
@@ -108,6 +121,22 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 	}
 	cfg.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return h.up.DialAddr(ctx, a, false)
+	}
+	return cfg
+}
+
+func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poolKey, creds upstreamCreds) (*server, error) {
+	cfg := h.pgConfig(a, creds.user, creds.password, key.database)
+	if creds.pass != nil {
+		// A user learned with auth_query: the login runs with the key its
+		// client proved (see scram.go).
+		l, err := creds.pass.login(creds.user)
+		if err != nil {
+			return nil, err
+		}
+		defer l.wipe()
+		cfg.Password = passPassword
+		cfg.BuildFrontend = l.frontend
 	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {

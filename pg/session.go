@@ -137,6 +137,9 @@ type session struct {
 	appName     string
 	tls         bool
 	waiting     bool
+	// passHeld is the auth_query user's key this session lends its pool
+	// (released when it ends).
+	passHeld *passKey
 }
 
 // clientStmt is a statement a client prepared with a Parse. In transaction
@@ -253,6 +256,10 @@ func (s *session) login() error {
 	defer cancel()
 	if s.pool, err = s.h.serverPool(ctx, poolKey{database: s.db, user: s.user}, creds); err != nil {
 		s.h.m.upErrors.WithLabelValues("auth").Inc()
+		if creds.pass != nil {
+			// The server refused what auth_query said: ask it again next time.
+			s.h.auth.forget(s.db, s.user)
+		}
 		return err
 	}
 	status, err := s.pool.clientStatus(ctx, s.startup)
@@ -862,6 +869,9 @@ func (s *session) finish(err error) {
 	}
 	if s.counted {
 		s.h.clients.Add(-1)
+	}
+	if s.passHeld != nil {
+		s.passHeld.release()
 	}
 	s.stopQueryTimer()
 	_ = s.sc.Close()
