@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/outrigger/outrigger/internal/testenv"
 )
@@ -269,4 +272,150 @@ func clientKeyForms(t *testing.T, v, password string) []string {
 	mac.Write([]byte("Client Key"))
 	key := mac.Sum(nil)
 	return []string{base64.StdEncoding.EncodeToString(key), base64.RawStdEncoding.EncodeToString(key), hex.EncodeToString(key)}
+}
+
+// TestPGSCRAMMalformed sends malformed and mutated SCRAM messages to a
+// SCRAM listener (a user from auth.users, and one from auth_query): a
+// message that is not SCRAM's shape gets FATAL 08P01, a well-formed one
+// with a wrong proof 28P01, and every login ends with an ErrorResponse
+// (no hang, no silent close); the listener serves a good login after.
+func TestPGSCRAMMalformed(t *testing.T) {
+	integrationOnly(t)
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	pg.Exec(t, "CREATE ROLE authsu LOGIN SUPERUSER PASSWORD 'authsu-pw'")
+	addr := testenv.FreeAddr(t)
+	o := startOutrigger(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+postgres:
+  - name: scram
+    listen: %q
+    upstream: {address: %q}
+    pool: {mode: transaction, size: 2}
+    auth:
+      method: scram-sha-256
+      users: [{name: app, password: app}]
+      auth_user: authsu
+      auth_password: authsu-pw
+`, addr, pg.Addr()))
+	ctx := testCtx(t, 2*time.Minute)
+	// login sends first (or a valid client-first when first is "") and
+	// final, and returns the SQLSTATE the server ended with.
+	login := func(user string, first []byte, final func(serverFirst string) []byte) string {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fe := pgproto3.NewFrontend(c, c)
+		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": user, "database": testenv.PostgresAppDatabase}})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for step := 0; ; step++ {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%s: step %d: %v (closed without an ErrorResponse)", user, step, err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.AuthenticationSASL:
+				fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: first})
+			case *pgproto3.AuthenticationSASLContinue:
+				fe.Send(&pgproto3.SASLResponse{Data: final(string(m.Data))})
+			case *pgproto3.ErrorResponse:
+				return m.Code
+			case *pgproto3.AuthenticationSASLFinal, *pgproto3.AuthenticationOk:
+				return "ok"
+			default:
+				t.Fatalf("%s: unexpected %T", user, m)
+			}
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	goodFirst := []byte("n,,n=,r=clientnonce0123456789")
+	proofFor := func(sf string, proof string) []byte {
+		r := ""
+		for _, a := range strings.Split(sf, ",") {
+			if strings.HasPrefix(a, "r=") {
+				r = a
+			}
+		}
+		return []byte("c=biws," + r + ",p=" + proof)
+	}
+	zero := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	for _, user := range []string{"app", "authsu"} {
+		for _, bad := range [][]byte{nil, []byte("garbage"), []byte("n,,"), []byte("q,,n=,r=abc"), []byte("n,,n=,"), []byte("n,x,n=,r=abc"), {0xff, 0xfe, ','}} {
+			if code := login(user, bad, nil); code != "08P01" {
+				t.Errorf("%s: client-first %q: %s, want 08P01", user, bad, code)
+			}
+		}
+		for _, bad := range []string{"", "c=biws", "r=x,p=" + zero, "c=biws,r=x,p=short"} {
+			if code := login(user, goodFirst, func(string) []byte { return []byte(bad) }); code != "08P01" {
+				t.Errorf("%s: client-final %q: %s, want 08P01", user, bad, code)
+			}
+		}
+		if code := login(user, goodFirst, func(sf string) []byte { return proofFor(sf, zero) }); code != "28P01" {
+			t.Errorf("%s: a wrong proof: %s, want 28P01", user, code)
+		}
+		// Random mutations of a valid client-final: always an error.
+		rng := rand.New(rand.NewPCG(1, uint64(len(user))))
+		for range 50 {
+			code := login(user, goodFirst, func(sf string) []byte {
+				b := proofFor(sf, zero)
+				for range 1 + rng.IntN(4) {
+					b[rng.IntN(len(b))] = byte(rng.IntN(256))
+				}
+				return b
+			})
+			if code != "08P01" && code != "28P01" {
+				t.Fatalf("%s: mutated client-final: %s", user, code)
+			}
+		}
+	}
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:app@%s/%s?sslmode=disable", addr, testenv.PostgresAppDatabase))
+	if err != nil {
+		t.Fatalf("a good login after the bad ones: %v\n%s", err, o.Logs)
+	}
+	c.Close(ctx)
+}
+
+// TestPGAuthQueryChannelBinding: with TLS to a Postgres that offers
+// SCRAM-SHA-256-PLUS, the pass-through login binds to the TLS channel
+// (verify-full against the server's CA), and the user gets in.
+func TestPGAuthQueryChannelBinding(t *testing.T) {
+	integrationOnly(t)
+	ca := testenv.NewCA(t, "pg-ca")
+	leaf := ca.Issue(t, testenv.LeafOptions{CommonName: "localhost"})
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{TLS: leaf})
+	pg.Exec(t, "CREATE ROLE authsu LOGIN SUPERUSER PASSWORD 'authsu-pw'")
+	caPath, _ := ca.WriteFiles(t.TempDir())
+	addr := testenv.FreeAddr(t)
+	o := startOutrigger(t, fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+log: {level: debug}
+postgres:
+  - name: cb
+    listen: %q
+    upstream: {address: %q, tls: {mode: verify-full, ca: %q, server_name: localhost}}
+    pool: {mode: transaction, size: 2}
+    auth:
+      method: scram-sha-256
+      auth_user: authsu
+      auth_password: authsu-pw
+`, addr, pg.Addr(), caPath))
+	pg.Exec(t, "CREATE ROLE cb_user LOGIN PASSWORD 'cb-pw'")
+	ctx := testCtx(t, 30*time.Second)
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://cb_user:cb-pw@%s/%s?sslmode=disable", addr, testenv.PostgresAppDatabase))
+	if err != nil {
+		t.Fatalf("login: %v\n%s", err, o.Logs)
+	}
+	defer c.Close(ctx)
+	var ssl bool
+	if err := c.QueryRow(ctx, "select ssl from pg_stat_ssl where pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("the server connection is not TLS: %v %v", ssl, err)
+	}
+	if !strings.Contains(o.Logs.String(), `"mechanism":"SCRAM-SHA-256-PLUS"`) {
+		t.Errorf("the upstream login did not use channel binding:\n%s", o.Logs)
+	}
 }

@@ -234,8 +234,9 @@ type passLogin struct {
 	clientKey, serverKey []byte
 	md5                  string
 
-	started     bool // the StartupMessage went out
-	state       byte // the server's last authentication request (0, 5, 10, 11, 12)
+	started     bool   // the StartupMessage went out
+	mechanism   string // the SASL mechanism pgconn chose
+	state       byte   // the server's last authentication request (0, 5, 10, 11, 12)
 	clientFirst string
 	serverFirst string
 	authMessage []string
@@ -292,12 +293,14 @@ func (l *passLogin) password(body []byte) error {
 			return errors.New("pass-through login: unexpected md5 password message")
 		}
 		copy(body, want)
+		l.mechanism = "md5"
 	case 10:
 		var m pgproto3.SASLInitialResponse
 		if err := m.Decode(body); err != nil {
 			return err
 		}
 		l.clientFirst = string(m.Data)
+		l.mechanism = m.AuthMechanism
 	case 11:
 		bare, err := clientFirstBare(l.clientFirst)
 		if err != nil {

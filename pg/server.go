@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -127,6 +128,7 @@ func (h *Handler) pgConfig(a *sidecar.UpstreamAddr, user, password, database str
 
 func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poolKey, creds upstreamCreds) (*server, error) {
 	cfg := h.pgConfig(a, creds.user, creds.password, key.database)
+	var pass *passLogin
 	if creds.pass != nil {
 		// A user learned with auth_query: the login runs with the key its
 		// client proved (see scram.go).
@@ -137,6 +139,7 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 		defer l.wipe()
 		cfg.Password = passPassword
 		cfg.BuildFrontend = l.frontend
+		pass = l
 	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -145,6 +148,13 @@ func (h *Handler) dialAddr(ctx context.Context, a *sidecar.UpstreamAddr, key poo
 			return nil, pgErr
 		}
 		return nil, fmt.Errorf("upstream %s: %w", a.Address, err)
+	}
+	if pass != nil {
+		mech := pass.mechanism
+		if mech == "" {
+			mech = "none" // the server asked for no password
+		}
+		h.env.Logger.Debug("postgres upstream login with the client's proof", slog.String("user", creds.user), slog.String("address", a.Address), slog.String("mechanism", mech))
 	}
 	// pgconn starts a background reader of the socket when a login write
 	// is slow (15 ms: a loaded machine), and it may still be blocked in a

@@ -55,6 +55,10 @@ type PostgresOptions struct {
 	// changed here. Files the server must read (ssl_cert_file, say) have to be
 	// readable by the server's user, which is "postgres" when run as root.
 	ExtraConf map[string]string
+	// TLS, when set, is the server certificate Postgres serves TLS with
+	// (ssl = on; plaintext still works). Its files are written into the
+	// data directory, owned by the server's user.
+	TLS *Leaf
 }
 
 // Postgres is a running throwaway PostgreSQL server started by LaunchPostgres
@@ -315,6 +319,15 @@ host    all  all    127.0.0.1/32   scram-sha-256
 	}
 	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		fmt.Fprintf(&b, "%s = %s\n", k, confQuote(conf[k]))
+	}
+	if opts.TLS != nil {
+		cert, key := opts.TLS.WriteFiles(p.DataDir)
+		for _, f := range []string{cert, key} {
+			if err := chownTo(f, cred); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(&b, "ssl = on\nssl_cert_file = %s\nssl_key_file = %s\n", confQuote(cert), confQuote(key))
 	}
 	if len(opts.ExtraConf) > 0 {
 		b.WriteString("# PostgresOptions.ExtraConf\n")
