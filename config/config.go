@@ -239,6 +239,17 @@ type PGPool struct {
 	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout" json:"idle_in_transaction_timeout" default:"0s"`
 	QueryTimeout             time.Duration `koanf:"query_timeout" json:"query_timeout" default:"0s"`
 	ClientIdleTimeout        time.Duration `koanf:"client_idle_timeout" json:"client_idle_timeout" default:"0s"`
+	// TransactionTimeout ends a client whose transaction has been open
+	// this long (0: no limit); auth.users[].transaction_timeout overrides
+	// it per user.
+	TransactionTimeout time.Duration `koanf:"transaction_timeout" json:"transaction_timeout" default:"0s"`
+	// QueryWaitNotify sends a client queued for a server this long a
+	// NOTICE (0: none).
+	QueryWaitNotify time.Duration `koanf:"query_wait_notify" json:"query_wait_notify" default:"0s"`
+	// MaxUserClients and MaxDBClients bound the clients of one user and of
+	// one database (0: no limit).
+	MaxUserClients int `koanf:"max_user_client_connections" json:"max_user_client_connections" default:"0"`
+	MaxDBClients   int `koanf:"max_db_client_connections" json:"max_db_client_connections" default:"0"`
 	ResetQuery               string        `koanf:"reset_query" json:"reset_query" default:"DISCARD ALL"`
 	MaxPreparedStatements    int           `koanf:"max_prepared_statements" json:"max_prepared_statements" default:"200"`
 	// OnSessionState is what transaction and statement pooling do with
@@ -289,6 +300,9 @@ type PGUser struct {
 	UpstreamUser         string `koanf:"upstream_user" json:"upstream_user,omitempty"`
 	UpstreamPassword     Secret `koanf:"upstream_password" json:"upstream_password,omitempty"`
 	UpstreamPasswordFile string `koanf:"upstream_password_file" json:"upstream_password_file,omitempty"`
+	// TransactionTimeout overrides pool.transaction_timeout for this user
+	// (0: the pool's).
+	TransactionTimeout time.Duration `koanf:"transaction_timeout" json:"transaction_timeout,omitempty"`
 }
 
 // Redis is a RESP listener.

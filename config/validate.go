@@ -99,6 +99,14 @@ func (c *Config) Validate() error {
 		v.nonNegative(key+".pool.idle_in_transaction_timeout", p.IdleInTransactionTimeout)
 		v.nonNegative(key+".pool.query_timeout", p.QueryTimeout)
 		v.nonNegative(key+".pool.client_idle_timeout", p.ClientIdleTimeout)
+		v.nonNegative(key+".pool.transaction_timeout", p.TransactionTimeout)
+		v.nonNegative(key+".pool.query_wait_notify", p.QueryWaitNotify)
+		if p.MaxUserClients < 0 {
+			v.add(key+".pool.max_user_client_connections", "must be >= 0")
+		}
+		if p.MaxDBClients < 0 {
+			v.add(key+".pool.max_db_client_connections", "must be >= 0")
+		}
 		if p.MaxPreparedStatements < 0 {
 			v.add(key+".pool.max_prepared_statements", "must be >= 0")
 		}
@@ -136,6 +144,7 @@ func (c *Config) Validate() error {
 			if (s.Auth.Method == "md5" || s.Auth.Method == "scram-sha-256") && u.Password == "" {
 				v.add(ukey+".password", "required for auth.method %s (or password_file)", s.Auth.Method)
 			}
+			v.nonNegative(ukey+".transaction_timeout", u.TransactionTimeout)
 			if s.Auth.Method == "cert" && len(u.Principals) == 0 {
 				v.add(ukey+".principals", "required for auth.method cert")
 			}

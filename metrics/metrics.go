@@ -87,6 +87,7 @@ type Metrics struct {
 	PGCancels             *prometheus.CounterVec
 	PGUpstreamErrors      *prometheus.CounterVec
 	PGAuthQueries         *prometheus.CounterVec
+	PGTerminations        *prometheus.CounterVec
 
 	// Connection pools of any frontend.
 	PoolAcquireWait *prometheus.HistogramVec
@@ -215,6 +216,9 @@ func New(info BuildInfo) *Metrics {
 		PGAuthQueries: f.counterVec("pg", "auth_queries_total",
 			"Logins of users not in auth.users, by how auth_query answered: found (a verifier), missing (no such user, or a NULL password), error (the query or the auth_user login failed; the client got a FATAL), cached (answered from auth_cache_ttl's cache).",
 			"listener", "result"),
+		PGTerminations: f.counterVec("pg", "client_terminations_total",
+			"Clients Outrigger ended with a FATAL, by reason: transaction_timeout (a transaction open longer than pool.transaction_timeout), kill_client (KILL_CLIENT on the admin console).",
+			"listener", "reason"),
 
 		PoolAcquireWait: f.histogramVec("pool", "acquire_wait_seconds",
 			"Time a client waited in a pool's queue for a connection.", LatencyBuckets, "listener", "pool"),
@@ -276,7 +280,7 @@ func (m *Metrics) ForgetListener(name string) {
 		m.HTTPRequests, m.HTTPRequestDuration, m.HTTPRetries, m.HTTPRetriesExhausted,
 		m.RedisCommandResults, m.RedisCommandDuration, m.RedisClients, m.RedisPins, m.RedisUpstreamConns, m.RedisUpstreamProbes,
 		m.PGQueryResults, m.PGQueryDuration, m.PGTransactions, m.PGTransactionDuration, m.PGClients,
-		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PGAuthQueries, m.PoolAcquireWait,
+		m.PGPins, m.PGPrepared, m.PGCancels, m.PGUpstreamErrors, m.PGAuthQueries, m.PGTerminations, m.PoolAcquireWait,
 		m.PolicyDecisions,
 	} {
 		v.DeletePartialMatch(l)

@@ -70,6 +70,10 @@ func (s *session) adminQuery(q string) {
 	case len(words) == 1 && words[0] == "resume":
 		s.h.resume()
 		buf = appendTag(buf, "RESUME")
+	case len(words) == 2 && words[0] == "kill_client":
+		buf, err = s.h.killClient(buf, words[1])
+	case (len(words) == 1 || len(words) == 2) && words[0] == "reconnect":
+		buf, err = s.h.reconnect(buf, strings.Fields(q)[1:])
 	case len(words) == 1 && words[0] == "reload":
 		if s.h.env.RequestReload == nil {
 			err = errorf(codeFeatureNotSupported, "RELOAD is not available here")
@@ -80,7 +84,7 @@ func (s *session) adminQuery(q string) {
 	case len(words) == 0:
 		buf, _ = (&pgproto3.EmptyQueryResponse{}).Encode(buf)
 	default:
-		err = errorf("42601", "unknown admin command %q (SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION, PAUSE, RESUME, RELOAD)", q)
+		err = errorf("42601", "unknown admin command %q (SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION, PAUSE, RESUME, RELOAD, KILL_CLIENT id, RECONNECT [db])", q)
 	}
 	if err != nil {
 		buf = appendError(buf[:0], err)
@@ -125,7 +129,7 @@ func (h *Handler) adminShow(buf []byte, what string) ([]byte, *Error) {
 		}
 		return appendRows(buf, cols, rows), nil
 	case "clients":
-		cols := []string{"type", "user", "database", "state", "addr", "port", "connect_time", "request_time", "tls", "application_name", "pinned"}
+		cols := []string{"type", "user", "database", "state", "addr", "port", "connect_time", "request_time", "tls", "application_name", "pinned", "id"}
 		var rows [][]string
 		for _, s := range h.sessionList() {
 			rows = append(rows, s.adminRow())
@@ -150,13 +154,16 @@ func (h *Handler) adminShow(buf []byte, what string) ([]byte, *Error) {
 		}
 		return appendRows(buf, cols, rows), nil
 	case "stats":
-		cols := []string{"database", "user", "total_xact_count", "total_query_count", "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time", "avg_query_time"}
+		cols := []string{"database", "user", "total_xact_count", "total_query_count", "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time", "avg_query_time",
+			"total_server_assignment_count", "total_client_parse_count", "total_server_parse_count", "total_bind_count"}
 		var rows [][]string
 		for _, sp := range h.poolList() {
 			x, q := sp.m.xacts.Load(), sp.m.queries.Load()
 			xt, qt := sp.m.xactMicros.Load(), sp.m.queryMicros.Load()
+			st := sp.p.Stats()
 			rows = append(rows, []string{sp.key.database, sp.key.user, u64(x), u64(q), u64(xt), u64(qt),
-				strconv.FormatInt(sp.p.Stats().WaitTime.Microseconds(), 10), u64(avg(xt, x)), u64(avg(qt, q))})
+				strconv.FormatInt(st.WaitTime.Microseconds(), 10), u64(avg(xt, x)), u64(avg(qt, q)),
+				u64(st.Acquired), u64(sp.m.clientParses.Load()), u64(sp.m.serverParses.Load()), u64(sp.m.binds.Load())})
 		}
 		return appendRows(buf, cols, rows), nil
 	case "databases":
@@ -298,7 +305,7 @@ func (s *session) adminRow() []string {
 	s.mu.Lock()
 	app := s.appName
 	s.mu.Unlock()
-	return []string{"C", ci.User, ci.Database, ci.State, host, port, ci.ConnectedAt.Format(time.DateTime), req, tls, app, ci.Pinned}
+	return []string{"C", ci.User, ci.Database, ci.State, host, port, ci.ConnectedAt.Format(time.DateTime), req, tls, app, ci.Pinned, strconv.FormatUint(s.id, 10)}
 }
 
 // pause stops new server attachments until resume and waits (up to a
@@ -354,3 +361,38 @@ func (h *Handler) waitResume(ctx context.Context) error {
 }
 
 var _ sidecar.ClientLister = (*Handler)(nil)
+
+// killClient ends the client whose SHOW CLIENTS id is arg.
+func (h *Handler) killClient(buf []byte, arg string) ([]byte, *Error) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil {
+		return buf, errorf("22023", "KILL_CLIENT takes a client id from SHOW CLIENTS, not %q", arg)
+	}
+	for _, s := range h.sessionList() {
+		if s.id == id {
+			h.m.kills.Inc()
+			s.mu.Lock()
+			s.terminateLocked(fatalf(codeAdminShutdown, "terminating connection due to administrator command (KILL_CLIENT)"))
+			s.mu.Unlock()
+			return appendTag(buf, "KILL_CLIENT"), nil
+		}
+	}
+	return buf, errorf("42704", "no client with id %d on this listener", id)
+}
+
+// reconnect retires the server connections of every pool (or of one
+// database's): idle ones close now, the rest as they come back, and new
+// ones are dialed as clients need them.
+func (h *Handler) reconnect(buf []byte, db []string) ([]byte, *Error) {
+	n := 0
+	for _, sp := range h.poolList() {
+		if len(db) == 0 || sp.key.database == db[0] {
+			sp.p.Retire()
+			n++
+		}
+	}
+	if len(db) > 0 && n == 0 {
+		return buf, errorf(codeInvalidCatalog, "no pool for database %q on this listener", db[0])
+	}
+	return appendTag(buf, "RECONNECT"), nil
+}

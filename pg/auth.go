@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
@@ -28,6 +29,7 @@ type user struct {
 	scram      scram.StoredCredentials
 	principals []string
 	upstream   upstreamCreds
+	txTimeout  time.Duration // auth.users[].transaction_timeout (0: the pool's)
 }
 
 // scramIterations is the PBKDF2 cost of the SCRAM verifiers Outrigger
@@ -38,7 +40,7 @@ func buildUsers(a config.PGAuth) (map[string]*user, error) {
 	out := make(map[string]*user, len(a.Users))
 	for _, u := range a.Users {
 		pw := u.Password.Reveal()
-		x := &user{name: u.Name, password: pw, principals: u.Principals}
+		x := &user{name: u.Name, password: pw, principals: u.Principals, txTimeout: u.TransactionTimeout}
 		x.upstream = upstreamCreds{user: u.UpstreamUser, password: u.UpstreamPassword.Reveal()}
 		if x.upstream.user == "" {
 			x.upstream.user = u.Name

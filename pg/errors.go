@@ -24,6 +24,7 @@ const (
 	codeQueryCanceled         = "57014"
 	codeAdminShutdown         = "57P01"
 	codeIdleInTxTimeout       = "25P03"
+	codeTxTimeout             = "25P04"
 	codeIdleSessionTimeout    = "57P05"
 	codeInternal              = "XX000"
 )

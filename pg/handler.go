@@ -53,7 +53,8 @@ type Handler struct {
 	norm    *classify.Normalizer // access log and span statements
 	m       *handlerMetrics
 	cancels *cancelRegistry
-	clients atomic.Int64 // sessions past startup, for pool.max_clients
+	clients atomic.Int64  // sessions past startup, for pool.max_clients
+	lastID  atomic.Uint64 // session ids, for SHOW CLIENTS and KILL_CLIENT
 	// mockSecret salts the stand-in credentials of unknown users.
 	mockSecret [32]byte
 
@@ -73,6 +74,9 @@ type Handler struct {
 	mu      sync.Mutex
 	pools   map[poolKey]*serverPool
 	closing bool
+	// Clients per user and per database, for
+	// pool.max_user_client_connections and max_db_client_connections.
+	userClients, dbClients map[string]int
 }
 
 type poolMode uint8
@@ -111,6 +115,8 @@ func NewHandler(env sidecar.Env, section any) (sidecar.Handler, error) {
 		m:       newHandlerMetrics(env),
 		cancels: newCancelRegistry(),
 		pools:   map[poolKey]*serverPool{},
+
+		userClients: map[string]int{}, dbClients: map[string]int{},
 	}
 	switch cfg.Pool.Mode {
 	case "session":
@@ -314,6 +320,33 @@ func (h *Handler) ServeConn(ctx context.Context, c *sidecar.Conn) {
 	// Authentication grows this goroutine's stack; the session lives on
 	// a fresh one, so an idle client costs a small stack.
 	c.Go(s.run)
+}
+
+// countClient counts a client of user in database db against
+// pool.max_user_client_connections and max_db_client_connections.
+func (h *Handler) countClient(user, db string) error {
+	p := &h.cfg.Pool
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p.MaxUserClients > 0 && h.userClients[user] >= p.MaxUserClients {
+		return fatalf(codeTooManyConnections, "too many connections for role %q: pool.max_user_client_connections (%d) reached on listener %s", user, p.MaxUserClients, h.env.Name)
+	}
+	if p.MaxDBClients > 0 && h.dbClients[db] >= p.MaxDBClients {
+		return fatalf(codeTooManyConnections, "too many connections for database %q: pool.max_db_client_connections (%d) reached on listener %s", db, p.MaxDBClients, h.env.Name)
+	}
+	h.userClients[user]++
+	h.dbClients[db]++
+	return nil
+}
+
+func (h *Handler) uncountClient(user, db string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for m, k := range map[*map[string]int]string{&h.userClients: user, &h.dbClients: db} {
+		if (*m)[k]--; (*m)[k] <= 0 {
+			delete(*m, k)
+		}
+	}
 }
 
 // Drain has nothing to do at once: sessions end when their clients leave,

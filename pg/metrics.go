@@ -19,6 +19,8 @@ type handlerMetrics struct {
 	prepared struct{ hit, miss, eviction, retired, awaited prometheus.Counter }
 	cancels  struct{ forwarded, queued, idle, unknown, timeout prometheus.Counter }
 	upErrors *prometheus.CounterVec
+	// Clients ended by Outrigger.
+	txTimeouts, kills prometheus.Counter
 }
 
 func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
@@ -42,6 +44,8 @@ func newHandlerMetrics(env sidecar.Env) *handlerMetrics {
 	hm.cancels.unknown = m.PGCancels.WithLabelValues(l, "unknown")
 	hm.cancels.timeout = m.PGCancels.WithLabelValues(l, "query_timeout")
 	hm.upErrors = m.PGUpstreamErrors.MustCurryWith(prometheus.Labels{"listener": l})
+	hm.txTimeouts = m.PGTerminations.WithLabelValues(l, "transaction_timeout")
+	hm.kills = m.PGTerminations.WithLabelValues(l, "kill_client")
 	return hm
 }
 
@@ -55,6 +59,7 @@ type poolMetrics struct {
 
 	// Totals for the admin console's SHOW STATS.
 	queries, xacts, queryMicros, xactMicros atomic.Uint64
+	clientParses, serverParses, binds       atomic.Uint64
 }
 
 func poolLabel(k poolKey) string { return k.database + "/" + k.user }

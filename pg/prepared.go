@@ -151,6 +151,7 @@ func (s *session) onParse(m msg) error {
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Parse message"}
 	}
+	s.pool.m.clientParses.Add(1)
 	if len(name) > 0 {
 		if err := s.awaitNames(name, false); err != nil {
 			return err
@@ -270,6 +271,7 @@ func (s *session) parseDuplicate(old *clientStmt, query, types []byte) error {
 // prepare sends cs's Parse to srv; chg is the client's change of names, if
 // this is the client's own Parse. mu held.
 func (s *session) prepare(srv *server, cs *clientStmt, act action, chg *stmtChange) {
+	s.pool.m.serverParses.Add(1)
 	if cs.server == "" {
 		it := item{kind: itParse, act: act, chg: chg}
 		s.setUnnamed(srv, &it, cs)
@@ -457,6 +459,7 @@ func (s *session) onBind(m msg) error {
 	if !ok1 || !ok2 {
 		return &ProtocolError{Msg: "malformed Bind message"}
 	}
+	s.pool.m.binds.Add(1)
 	if s.pol != nil {
 		s.pol.bind(portal, name)
 	}

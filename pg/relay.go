@@ -506,6 +506,7 @@ func (s *session) onReady(srv *server, m msg, it *item) bool {
 			s.pool.m.txDur.Observe(d.Seconds())
 			s.pool.m.xactMicros.Add(uint64(d.Microseconds()))
 			s.txStart = time.Time{}
+			s.stopTx()
 		}
 		probing := false
 		if s.rolledBack || done.failed {

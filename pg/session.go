@@ -140,6 +140,14 @@ type session struct {
 	// passHeld is the auth_query user's key this session lends its pool
 	// (released when it ends).
 	passHeld *passKey
+	// id names the session in SHOW CLIENTS and KILL_CLIENT.
+	id uint64
+	// limited: counted in the handler's per-user and per-database counts.
+	limited bool
+	// txTimeout is transaction_timeout for this client; txTimer ends the
+	// session when a transaction outlives it.
+	txTimeout time.Duration
+	txTimer   *time.Timer
 }
 
 // clientStmt is a statement a client prepared with a Parse. In transaction
@@ -178,6 +186,7 @@ func (h *Handler) newSession(ctx context.Context, c *sidecar.Conn) *session {
 		txStatus: 'I',
 		settings: emptySettings, startup: emptySettings,
 		connected: c.Accepted,
+		id:        h.lastID.Add(1),
 	}
 	s.settled.L = &s.mu
 	return s
@@ -230,6 +239,10 @@ func (s *session) login() error {
 	if err != nil {
 		return err
 	}
+	s.txTimeout = s.h.cfg.Pool.TransactionTimeout
+	if u := s.h.users[s.user]; u != nil && u.txTimeout > 0 {
+		s.txTimeout = u.txTimeout
+	}
 	s.principal = principalOf(s.h.env.Name, res.principal, s.user, s.db, s.sc.RemoteAddr())
 	if s.db == adminDatabase {
 		if !s.h.isAdmin(s.user) {
@@ -248,6 +261,10 @@ func (s *session) login() error {
 		s.writeClient(buf)
 		return s.flushClient()
 	}
+	if err := s.h.countClient(s.user, s.db); err != nil {
+		return err
+	}
+	s.limited = true
 	if s.startup, err = startupSettings(res.params); err != nil {
 		return err
 	}
@@ -446,7 +463,7 @@ func (s *session) lockServer() (*server, error) {
 			// since the last transaction may have changed what the client
 			// should have (RESET goes back to a startup value the server
 			// does not have as its default).
-			s.txStart = time.Now()
+			s.startTx()
 			if s.srv.txStatus == 'I' && !s.srvOpen {
 				// (Not in the middle of a pipeline the server has not
 				// seen the Sync of: a query there would end its implicit
@@ -464,6 +481,10 @@ func (s *session) lockServer() (*server, error) {
 	ctx := s.waitCtx
 	s.waitCancel, s.waitCanceled = s.waitCtxCancel, false
 	s.mu.Unlock()
+	if d := s.h.cfg.Pool.QueryWaitNotify; d > 0 {
+		notify := time.AfterFunc(d, s.notifyWaiting)
+		defer notify.Stop()
+	}
 	err := s.h.waitResume(ctx)
 	var lease *pool.Lease[*server]
 	if err == nil {
@@ -486,7 +507,7 @@ func (s *session) lockServer() (*server, error) {
 	s.waiting = false
 	s.waitCancel = nil
 	s.srv, s.lease = srv, lease
-	s.txStart = time.Now()
+	s.startTx()
 	s.syncSettings(srv)
 	if !s.inlineEligible() {
 		s.startRelay(srv)
@@ -873,6 +894,12 @@ func (s *session) finish(err error) {
 	if s.passHeld != nil {
 		s.passHeld.release()
 	}
+	if s.limited {
+		s.h.uncountClient(s.user, s.db)
+	}
+	s.mu.Lock()
+	s.stopTx()
+	s.mu.Unlock()
 	s.stopQueryTimer()
 	_ = s.sc.Close()
 }

@@ -2,8 +2,11 @@ package pg
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Client-side limits. Both idle limits are read deadlines on the client
@@ -85,4 +88,75 @@ func (s *session) queryTimedOut() {
 		s.h.m.cancels.timeout.Inc()
 		s.h.sendCancel(srv)
 	}
+}
+
+// startTx marks the start of a transaction (an attachment, or a new
+// transaction on a kept server) and arms transaction_timeout. mu held.
+func (s *session) startTx() {
+	s.txStart = time.Now()
+	if s.txTimeout <= 0 {
+		return
+	}
+	start := s.txStart
+	s.stopTx()
+	s.txTimer = time.AfterFunc(s.txTimeout, func() { s.txTimedOut(start) })
+}
+
+// stopTx disarms transaction_timeout. mu held.
+func (s *session) stopTx() {
+	if s.txTimer != nil {
+		s.txTimer.Stop()
+		s.txTimer = nil
+	}
+}
+
+// txTimedOut ends the session if the transaction that began at start is
+// still open.
+func (s *session) txTimedOut(start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.txStart.Equal(start) {
+		return
+	}
+	s.h.m.txTimeouts.Inc()
+	s.terminateLocked(fatalf(codeTxTimeout, "terminating connection due to transaction timeout (pool.transaction_timeout %s)", s.txTimeout))
+}
+
+// terminateLocked ends the session from outside its goroutines
+// (transaction_timeout, KILL_CLIENT): the client gets e as a FATAL and its
+// connection closes; a server it holds has its query canceled and is
+// closed, never lent again. Done under mu, so the server is still this
+// session's. mu held.
+func (s *session) terminateLocked(e *Error) {
+	if s.closing || s.fatalSent {
+		return
+	}
+	e.Fatal = true
+	s.writeClient(appendError(nil, e))
+	_ = s.flushClient()
+	s.fatalSent = true
+	if srv := s.srv; srv != nil {
+		if !s.q.empty() {
+			go s.h.sendCancel(srv)
+		}
+		_ = srv.conn.Close()
+	}
+	_ = s.sc.Close()
+}
+
+// notifyWaiting tells a client still queued for a server, with a NOTICE,
+// that it waits (pool.query_wait_notify).
+func (s *session) notifyWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.waiting || s.closing {
+		return
+	}
+	n := pgproto3.NoticeResponse{
+		Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
+		Message: fmt.Sprintf("waiting for a server connection: pool %s/%s has all %d in use (pool.query_wait_notify %s)", s.db, s.user, s.h.cfg.Pool.Size, s.h.cfg.Pool.QueryWaitNotify),
+	}
+	b, _ := n.Encode(nil)
+	s.writeClient(b)
+	_ = s.flushClient()
 }

@@ -237,6 +237,7 @@ func (p *Pool[C]) vet(ctx context.Context, cn *conn[C]) verdict {
 
 // dialLease dials on a permit the caller holds (counted in dialing).
 func (p *Pool[C]) dialLease(ctx context.Context, deadline time.Time) (*Lease[C], error) {
+	gen := p.gen.Load()
 	c, err := p.dial(ctx, deadline)
 	p.mu.Lock()
 	p.dialing--
@@ -260,7 +261,7 @@ func (p *Pool[C]) dialLease(ctx context.Context, deadline time.Time) (*Lease[C],
 	p.inUse++
 	p.mu.Unlock()
 	now := p.clock.Now()
-	return p.lease(&conn[C]{c: c, created: now, idleSince: now}), nil
+	return p.lease(&conn[C]{c: c, created: now, idleSince: now, gen: gen}), nil
 }
 
 // errDialBudget is the cancel cause of a dial that ran out of AcquireTimeout.

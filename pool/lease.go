@@ -72,6 +72,12 @@ func (p *Pool[C]) release(cn *conn[C]) {
 		p.retireAndUnlock(cn.c)
 		return
 	}
+	if p.retiredLocked(cn) {
+		p.counts.retired++
+		p.kickLocked()
+		p.retireAndUnlock(cn.c)
+		return
+	}
 	if p.cfg.MaxLifetime > 0 && now.Sub(cn.created) >= p.cfg.MaxLifetime {
 		p.counts.closedLifetime++
 		p.kickLocked()

@@ -102,6 +102,7 @@ func (p *Pool[C]) fillMinIdle() {
 		p.dialing++
 		p.mu.Unlock()
 
+		gen := p.gen.Load()
 		c, err := p.hooks.Dial(p.ctx)
 		now := p.clock.Now()
 		p.mu.Lock()
@@ -119,7 +120,7 @@ func (p *Pool[C]) fillMinIdle() {
 			p.retireAndUnlock(c)
 			return
 		}
-		p.putLocked(&conn[C]{c: c, created: now, idleSince: now})
+		p.putLocked(&conn[C]{c: c, created: now, idleSince: now, gen: gen})
 		p.mu.Unlock()
 	}
 }

@@ -30,6 +30,8 @@ type conn[C any] struct {
 	c         C
 	created   time.Time
 	idleSince time.Time
+	// gen is the pool's Retire generation when its dial began.
+	gen uint64
 }
 
 // Pool is a bounded pool of upstream connections of type C, with a FIFO wait
@@ -59,6 +61,9 @@ type Pool[C any] struct {
 	// acquired counts leases handed out; atomic so the fast path takes the
 	// lock once.
 	acquired atomic.Uint64
+	// gen counts Retire calls: a connection whose dial began in an earlier
+	// generation is closed when it comes back.
+	gen atomic.Uint64
 
 	mu    sync.Mutex
 	state state

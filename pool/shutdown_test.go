@@ -135,3 +135,33 @@ func TestDrainEnds(t *testing.T) {
 		})
 	}
 }
+
+func TestRetire(t *testing.T) {
+	p, u := newTestPool(t, Config{Size: 3}, nil, nil)
+	a, b := mustAcquire(t, p), mustAcquire(t, p)
+	b.Release() // idle: closed by Retire at once
+	p.Retire()
+	if !b.Conn().closed.Load() {
+		t.Error("an idle connection survived Retire")
+	}
+	c := mustAcquire(t, p) // dialed after Retire: kept
+	a.Release()            // lent during Retire: closed as it comes back
+	if !a.Conn().closed.Load() {
+		t.Error("a connection lent during Retire was pooled again")
+	}
+	c.Release()
+	if c.Conn().closed.Load() {
+		t.Error("a connection dialed after Retire was closed")
+	}
+	d := mustAcquire(t, p)
+	if d.Conn() != c.Conn() {
+		t.Error("the new connection was not lent again")
+	}
+	d.Release()
+	if s := p.Stats(); s.Retired != 2 || s.Open != 1 || s.Idle != 1 {
+		t.Errorf("stats: %+v", s)
+	}
+	if o := u.open.Load(); o != 1 {
+		t.Errorf("%d connections open, want 1", o)
+	}
+}

@@ -7,6 +7,7 @@ type counters struct {
 	dialed, dialFailures                  uint64
 	waits, timeouts, canceled, rejected   uint64
 	closedIdle, closedLifetime, discarded uint64
+	retired                               uint64
 	healthCheckFailures, resetFailures    uint64
 	waitTime                              time.Duration
 }
@@ -62,6 +63,8 @@ type Stats struct {
 	ResetFailures uint64
 	// Discarded counts connections closed by Lease.Discard or ReleaseDirty.
 	Discarded uint64
+	// Retired counts connections closed for Retire.
+	Retired uint64
 }
 
 // Stats returns a snapshot of the pool.
@@ -94,5 +97,6 @@ func (p *Pool[C]) Stats() Stats {
 		HealthCheckFailures: c.healthCheckFailures,
 		ResetFailures:       c.resetFailures,
 		Discarded:           c.discarded,
+		Retired:             c.retired,
 	}
 }
