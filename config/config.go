@@ -248,10 +248,10 @@ type PGPool struct {
 	QueryWaitNotify time.Duration `koanf:"query_wait_notify" json:"query_wait_notify" default:"0s"`
 	// MaxUserClients and MaxDBClients bound the clients of one user and of
 	// one database (0: no limit).
-	MaxUserClients int `koanf:"max_user_client_connections" json:"max_user_client_connections" default:"0"`
-	MaxDBClients   int `koanf:"max_db_client_connections" json:"max_db_client_connections" default:"0"`
-	ResetQuery               string        `koanf:"reset_query" json:"reset_query" default:"DISCARD ALL"`
-	MaxPreparedStatements    int           `koanf:"max_prepared_statements" json:"max_prepared_statements" default:"200"`
+	MaxUserClients        int    `koanf:"max_user_client_connections" json:"max_user_client_connections" default:"0"`
+	MaxDBClients          int    `koanf:"max_db_client_connections" json:"max_db_client_connections" default:"0"`
+	ResetQuery            string `koanf:"reset_query" json:"reset_query" default:"DISCARD ALL"`
+	MaxPreparedStatements int    `koanf:"max_prepared_statements" json:"max_prepared_statements" default:"200"`
 	// OnSessionState is what transaction and statement pooling do with
 	// session state that cannot follow a client across server connections
 	// (LISTEN, session advisory locks, temporary tables, WITH HOLD cursors,
