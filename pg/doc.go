@@ -7,8 +7,13 @@
 // GSSENCRequest with N, CancelRequest by forwarding it (cancel.go), and
 // reads the StartupMessage; auth.go checks the client (trust, md5,
 // scram-sha-256 or cert) and names the upstream credentials, which may be
-// the listener's own so the app needs no database secret. The client gets
-// Outrigger's own BackendKeyData.
+// the listener's own so the app needs no database secret. Users not in
+// the config may be learned from the database (authquery.go: auth_query
+// over a small pool, answers cached): the client is checked against the
+// verifier Postgres stores, and the ClientKey recovered from its SCRAM
+// proof (or the md5 hash) logs in upstream in its place (scram.go), pgconn
+// running the login while its proof and the server's signature are
+// rewritten on the wire. The client gets Outrigger's own BackendKeyData.
 //
 // The client goroutine reads client messages, attaches a server from the
 // pool when a message needs one, rewrites what transaction pooling requires
