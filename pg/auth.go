@@ -90,7 +90,14 @@ func (s *session) authenticate(name, principal string) (upstreamCreds, error) {
 		// Without a matching user the exchange still runs for password
 		// methods, so a client cannot tell unknown users from bad passwords.
 		if method == "md5" || method == "scram-sha-256" {
-			_, _ = s.passwordExchange(method, h.mockUser(name))
+			mock := h.mockUser(name)
+			if h.auth != nil {
+				// Users from auth_query answer md5 with SCRAM when
+				// Postgres stores a SCRAM verifier (its default), so an
+				// unknown one does too, as Postgres's mock login does.
+				mock.password = ""
+			}
+			_, _ = s.passwordExchange(method, mock)
 			return upstreamCreds{}, fatalf(codeInvalidPassword, "password authentication failed for user %q", name)
 		}
 		return upstreamCreds{}, fatalf(codeInvalidAuthorization, "no such user %q on this listener", name)
