@@ -113,6 +113,31 @@ func TestPGOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("transaction_timeout_session_mode", func(t *testing.T) {
+		saddr := testenv.FreeAddr(t)
+		startOutrigger(t, pgConf{Mode: "session", Size: 2, PoolKeys: ", transaction_timeout: 400ms"}.yaml(saddr, pg.Addr()))
+		sp := &pgProxy{PG: pg, Addr: saddr}
+		c, err := pgx.Connect(ctx, sp.dsn("app", "app", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		// Holding its server between transactions is not a transaction.
+		time.Sleep(700 * time.Millisecond)
+		if _, err := c.Exec(ctx, "select 1"); err != nil {
+			t.Fatalf("idle outside a transaction past transaction_timeout: %v", err)
+		}
+		time.Sleep(700 * time.Millisecond)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatalf("BEGIN after idling: %v", err)
+		}
+		time.Sleep(700 * time.Millisecond)
+		if _, err := tx.Exec(ctx, "select 1"); pgCode(err) != "25P04" {
+			t.Errorf("idle in a transaction past transaction_timeout: %v, want 25P04", err)
+		}
+	})
+
 	t.Run("query_wait_notify", func(t *testing.T) {
 		holder, err := pgx.Connect(ctx, p.dsn("postgres", "postgres", "app"))
 		if err != nil {

@@ -188,6 +188,9 @@ func (h *Handler) adminShow(buf []byte, what string) ([]byte, *Error) {
 			{"client_idle_timeout", p.ClientIdleTimeout.String()}, {"server_reset_query", p.ResetQuery},
 			{"max_prepared_statements", itoa(p.MaxPreparedStatements)}, {"on_session_state", p.OnSessionState},
 			{"auth_type", h.cfg.Auth.Method}, {"max_packet_size", itoa(h.cfg.MaxMessageSize)},
+			{"auth_user", h.cfg.Auth.AuthUser}, {"auth_query", h.cfg.Auth.AuthQuery}, {"auth_dbname", h.cfg.Auth.AuthDatabase},
+			{"transaction_timeout", p.TransactionTimeout.String()}, {"query_wait_notify", p.QueryWaitNotify.String()},
+			{"max_user_client_connections", itoa(p.MaxUserClients)}, {"max_db_client_connections", itoa(p.MaxDBClients)},
 		}
 		rows := make([][]string, 0, len(kv))
 		for _, r := range kv {

@@ -118,6 +118,12 @@ func (s *session) txTimedOut(start time.Time) {
 	if !s.txStart.Equal(start) {
 		return
 	}
+	if s.txStatus == 'I' && s.q.empty() && !s.open {
+		// Not in a transaction (a session-mode server held between
+		// transactions): the next one starts the clock anew.
+		s.txStart = time.Time{}
+		return
+	}
 	s.h.m.txTimeouts.Inc()
 	s.terminateLocked(fatalf(codeTxTimeout, "terminating connection due to transaction timeout (pool.transaction_timeout %s)", s.txTimeout))
 }
