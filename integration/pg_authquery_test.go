@@ -156,12 +156,18 @@ postgres:
 		}
 	}
 
-	// Unknown users and wrong passwords look the same.
+	// Unknown users, users without a password and wrong passwords look
+	// the same.
+	pg.Exec(t, "CREATE ROLE aq_nopw LOGIN")
 	for _, l := range []string{"aq", "aqmd5"} {
 		errUnknown := login(l, "aq_nobody", "whatever")
+		errNull := login(l, "aq_nopw", "whatever")
 		errWrong := login(l, "aq_u1", "wrong")
-		if pgCode(errUnknown) != "28P01" || pgCode(errWrong) != "28P01" {
-			t.Errorf("%s: unknown user: %v; wrong password: %v; want 28P01 for both", l, errUnknown, errWrong)
+		if pgCode(errUnknown) != "28P01" || pgCode(errNull) != "28P01" || pgCode(errWrong) != "28P01" {
+			t.Errorf("%s: unknown user: %v; NULL password: %v; wrong password: %v; want 28P01 for each", l, errUnknown, errNull, errWrong)
+		}
+		if errUnknown != nil && errWrong != nil && strings.ReplaceAll(errUnknown.Error(), "aq_nobody", "X") != strings.ReplaceAll(errWrong.Error(), "aq_u1", "X") {
+			t.Errorf("%s: an unknown user's error differs from a wrong password's:\n%v\n%v", l, errUnknown, errWrong)
 		}
 	}
 

@@ -28,9 +28,10 @@ type authSource struct {
 	cache *expirable.LRU[poolKey, authAnswer]
 	m     struct{ found, missing, failed, cached prometheus.Counter }
 
-	mu    sync.Mutex
-	pools map[string]*pool.Pool[*pgconn.PgConn] // by database
-	keys  map[string]*passKey                   // by user name
+	mu       sync.Mutex
+	pools    map[string]*pool.Pool[*pgconn.PgConn] // by database
+	keys     map[string]*passKey                   // by user name
+	inflight map[poolKey]*authCall
 }
 
 // authAnswer is what auth_query said of a user: found with its verifier,
@@ -50,6 +51,8 @@ func newAuthSource(h *Handler) *authSource {
 		cache: expirable.NewLRU[poolKey, authAnswer](maxAuthCache, nil, h.cfg.Auth.AuthCacheTTL),
 		pools: map[string]*pool.Pool[*pgconn.PgConn]{},
 		keys:  map[string]*passKey{},
+
+		inflight: map[poolKey]*authCall{},
 	}
 	c := h.m.m.PGAuthQueries
 	l := h.env.Name
@@ -80,17 +83,9 @@ func (a *authSource) user(ctx context.Context, database, name string) (*user, er
 		a.m.cached.Inc()
 	} else {
 		var err error
-		if ans, err = a.query(ctx, db, name); err != nil {
-			a.m.failed.Inc()
-			a.h.env.Logger.Warn("postgres auth_query failed", slog.String("database", db), slog.String("user", name), slog.Any("error", err))
+		if ans, err = a.lookup(ctx, key); err != nil {
 			return nil, a.errAuthQuery(name)
 		}
-		if ans.found {
-			a.m.found.Inc()
-		} else {
-			a.m.missing.Inc()
-		}
-		a.cache.Add(key, ans)
 	}
 	if !ans.found {
 		return nil, nil
@@ -111,6 +106,52 @@ func (a *authSource) user(ctx context.Context, database, name string) (*user, er
 		u.upstream.pass = a.passKey(name)
 	}
 	return u, nil
+}
+
+// lookup runs auth_query for key and caches its answer. Logins that miss
+// the cache for the same user at once share one query.
+func (a *authSource) lookup(ctx context.Context, key poolKey) (authAnswer, error) {
+	a.mu.Lock()
+	if c := a.inflight[key]; c != nil {
+		a.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.ans, c.err
+		case <-ctx.Done():
+			return authAnswer{}, ctx.Err()
+		}
+	}
+	c := &authCall{done: make(chan struct{})}
+	a.inflight[key] = c
+	a.mu.Unlock()
+
+	// Not canceled with the first login: others may wait on it. query
+	// bounds its own time.
+	c.ans, c.err = a.query(context.WithoutCancel(ctx), key.database, key.user)
+	switch {
+	case c.err != nil:
+		a.m.failed.Inc()
+		a.h.env.Logger.Warn("postgres auth_query failed", slog.String("database", key.database), slog.String("user", key.user), slog.Any("error", c.err))
+	case c.ans.found:
+		a.m.found.Inc()
+	default:
+		a.m.missing.Inc()
+	}
+	if c.err == nil {
+		a.cache.Add(key, c.ans)
+	}
+	a.mu.Lock()
+	delete(a.inflight, key)
+	a.mu.Unlock()
+	close(c.done)
+	return c.ans, c.err
+}
+
+// authCall is an auth_query in flight, for the logins waiting on it.
+type authCall struct {
+	done chan struct{}
+	ans  authAnswer
+	err  error
 }
 
 // forget drops what the cache holds of a user, after the server refused a
